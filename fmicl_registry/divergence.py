@@ -1,0 +1,320 @@
+"""``Divergence``: the symbolic and compiled views of one generator ``f(u)``.
+
+``define_divergence`` is the entry point: parse (safely), check, derive, choose stable forms,
+compile to torch, cache. See PAPER.md sections 1-2 for the maths.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import sympy as sp
+import torch
+
+from .dsl.compile import Compiled, compile_generator
+from .dsl.conjugate import numeric_conjugate
+from .dsl.parse import check_parameter_name, exact_number, parse_expression
+from .errors import DivergenceSpecError
+
+Tensor = torch.Tensor
+_MEMO: dict[tuple[Any, ...], Compiled] = {}
+
+
+class Divergence:
+    """One f-divergence: generator, derived forms and compiled torch functions.
+
+    Build one with :func:`define_divergence` or :func:`get_divergence`, not directly.
+
+    Symbolic views (sympy; ``u`` is a positive symbol, ``t`` real): ``generator`` (after
+    parameters are substituted and, with ``normalize``, ``f(1)`` subtracted), ``derivative``,
+    ``second_derivative``, ``conjugate`` (closed form or None), ``conjugate_domain`` (the range of
+    ``f'`` on ``u > 0``).
+
+    Compiled views (tensors in, tensors out, differentiable, any dtype and device, fine under
+    ``torch.func`` and ``torch.compile``): ``f``, ``f_prime``, ``f_second``, ``f_star``,
+    ``positive_term``, ``negative_term`` and ``lower_bound``.
+
+    Example:
+        >>> import torch, fmicl_registry as fm
+        >>> js = fm.get_divergence("js")
+        >>> js.conjugate_domain
+        Interval.open(-oo, log(2))
+        >>> log_r = torch.tensor([0.0, 3.0])
+        >>> torch.allclose(js.negative_term(log_r), js.f_star(js.positive_term(log_r)))
+        True
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        text: str,
+        params: Mapping[str, float],
+        normalize: bool,
+        compiled: Compiled,
+        description: str = "",
+        reference: str = "",
+        source: str = "user",
+    ):
+        self.name = name
+        self.text = text
+        self.params = dict(params)
+        self.normalize = normalize
+        self.description = description
+        self.reference = reference
+        self.source = source
+        self._compiled = compiled
+        module = compiled.module
+        self.f: Callable[[Tensor], Tensor] = module.f
+        self.f_prime: Callable[[Tensor], Tensor] = module.f_prime
+        self.f_second: Callable[[Tensor], Tensor] = module.f_second
+        self.positive_term: Callable[[Tensor], Tensor] = module.positive_term
+        self.negative_term: Callable[[Tensor], Tensor] = module.negative_term
+        if hasattr(module, "f_star"):
+            self.f_star: Callable[[Tensor], Tensor] = module.f_star
+        else:
+            self.f_star = numeric_conjugate(module.positive_term, module.negative_term)
+
+    # ------------------------------------------------------------------ symbolic views
+    @property
+    def generator(self) -> sp.Expr:
+        """``f(u)`` as used: parameters substituted, ``f(1)`` subtracted under ``normalize``."""
+        return self._compiled.derivation.generator
+
+    @property
+    def derivative(self) -> sp.Expr:
+        """``f'(u)``."""
+        return self._compiled.derivation.derivative
+
+    @property
+    def second_derivative(self) -> sp.Expr:
+        """``f''(u)``."""
+        return self._compiled.derivation.second_derivative
+
+    @property
+    def conjugate(self) -> sp.Expr | None:
+        """``f*(t)`` in closed form when sympy found one (even one torch cannot run), else None."""
+        return self._compiled.conjugate.expr
+
+    @property
+    def conjugate_closed_form(self) -> bool:
+        """Whether ``f_star`` runs a closed form (True) or the numeric conjugate (False)."""
+        return self._compiled.conjugate.compilable
+
+    @property
+    def conjugate_method(self) -> str:
+        """How ``f_star`` is computed, in words."""
+        return self._compiled.conjugate.note
+
+    @property
+    def conjugate_domain(self) -> sp.Interval:
+        """The range of ``f'`` on ``u > 0``: where ``f*`` is finite and the critic may live."""
+        return self._compiled.derivation.domain
+
+    @property
+    def convexity(self) -> str:
+        """How convexity was established: ``"proved"`` or the numeric search that found no dip."""
+        return self._compiled.derivation.convexity
+
+    @property
+    def shift(self) -> sp.Expr:
+        """The ``f(1)`` that ``normalize`` subtracted (0 when nothing was subtracted)."""
+        return self._compiled.derivation.shift
+
+    @property
+    def positive_form(self) -> sp.Expr:
+        """``positive_term`` exactly, as a sympy expression in ``log_r``."""
+        return self._compiled.positive.exact
+
+    @property
+    def negative_form(self) -> sp.Expr:
+        """``negative_term`` exactly, as a sympy expression in ``log_r``."""
+        return self._compiled.negative.exact
+
+    @property
+    def pieces(self) -> dict[str, list[tuple[float, float, str, str]]]:
+        """The stable forms chosen per region of ``log_r``: ``(low, high, form, how)``."""
+        return {
+            name: [(p.low, p.high, str(p.expr), p.label) for p in term.pieces]
+            for name, term in (
+                ("positive_term", self._compiled.positive),
+                ("negative_term", self._compiled.negative),
+            )
+        }
+
+    @property
+    def accuracy(self) -> dict[str, float]:
+        """Worst float32 relative error (value and gradient) measured on ``log_r`` in [-80, 80]."""
+        return {
+            "positive_term": self._compiled.positive.max_rel_error,
+            "negative_term": self._compiled.negative.max_rel_error,
+        }
+
+    @property
+    def source_code(self) -> str:
+        """The generated torch module."""
+        return self._compiled.source
+
+    @property
+    def from_cache(self) -> bool:
+        """Whether this definition was read from the on-disk cache."""
+        return self._compiled.from_cache
+
+    # ------------------------------------------------------------------ compiled views
+    def lower_bound(self, log_r_pos: Tensor, log_r_neg: Tensor) -> Tensor:
+        """The variational lower bound on the f-mutual information (PAPER.md section 1).
+
+        ``mean positive_term(log_r_pos) - mean negative_term(log_r_neg)``, where ``log_r_pos``
+        holds log density ratios of joint (positive) pairs and ``log_r_neg`` of product-of-
+        marginals (negative) pairs.
+        """
+        return self.positive_term(log_r_pos).mean() - self.negative_term(log_r_neg).mean()
+
+    def with_params(self, **params: float) -> Divergence:
+        """The same family with some parameters changed: ``tsallis.with_params(a=2)``."""
+        return define_divergence(
+            self.text,
+            name=self.name,
+            params={**self.params, **params},
+            normalize=self.normalize,
+            description=self.description,
+            reference=self.reference,
+            source=self.source,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Every derived form as plain text (what ``fmicl divergences show --json`` prints)."""
+        domain = self.conjugate_domain
+        return {
+            "name": self.name,
+            "text": self.text,
+            "params": self.params,
+            "normalize": self.normalize,
+            "description": self.description,
+            "reference": self.reference,
+            "source": self.source,
+            "generator": str(self.generator),
+            "derivative": str(self.derivative),
+            "second_derivative": str(self.second_derivative),
+            "conjugate": None if self.conjugate is None else str(self.conjugate),
+            "conjugate_closed_form": self.conjugate_closed_form,
+            "conjugate_method": self.conjugate_method,
+            "conjugate_domain": {
+                "low": str(domain.inf),
+                "high": str(domain.sup),
+                "left_open": bool(domain.left_open),
+                "right_open": bool(domain.right_open),
+            },
+            "convexity": self.convexity,
+            "positive_term": str(self.positive_form),
+            "negative_term": str(self.negative_form),
+            "pieces": self.pieces,
+            "float32_max_rel_error": self.accuracy,
+        }
+
+    def __repr__(self) -> str:
+        params = "".join(f", {k}={v!r}" for k, v in self.params.items())
+        return f"Divergence({self.name!r}, f(u) = {self.generator}{params})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickles as its definition (for DataLoader workers and torch.multiprocessing).
+        return (
+            _rebuild,
+            (
+                self.text,
+                self.name,
+                self.params,
+                self.normalize,
+                self.description,
+                self.reference,
+                self.source,
+            ),
+        )
+
+
+def _rebuild(
+    text: str,
+    name: str,
+    params: dict[str, float],
+    normalize: bool,
+    description: str,
+    reference: str,
+    source: str,
+) -> Divergence:
+    return define_divergence(
+        text,
+        name=name,
+        params=params,
+        normalize=normalize,
+        description=description,
+        reference=reference,
+        source=source,
+    )
+
+
+def _plain(value: sp.Rational) -> float:
+    return int(value) if value.is_Integer else float(value)
+
+
+def define_divergence(
+    generator: str,
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    normalize: bool = False,
+    *,
+    description: str = "",
+    reference: str = "",
+    source: str = "user",
+) -> Divergence:
+    """Define an f-divergence from the text of its generator ``f(u)``.
+
+    The text is parsed safely (never evaluated), checked (``f(1) = 0``, convex and twice
+    differentiable on ``u > 0``), differentiated, conjugated (closed form, else numeric),
+    rewritten into numerically stable composed terms and compiled to torch. Results are cached
+    on disk, so a second definition of the same generator is fast.
+
+    Args:
+        generator: an expression in ``u``, e.g. ``"u*log(u)"`` or ``"u**a/(a-1)"``.
+        name: a label (defaults to the text).
+        params: values for the parameter names used in the text, e.g. ``{"a": 1.5}``.
+        normalize: subtract ``f(1)`` instead of refusing a generator with ``f(1) != 0``.
+
+    Raises:
+        DivergenceSpecError: the text, a parameter or a check failed; the message says which.
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> d = fm.define_divergence("u**a/(a-1)", name="tsallis", params={"a": 1.5},
+        ...                          normalize=True)
+        >>> d.conjugate
+        t**3/27 + 2
+    """
+    if not isinstance(normalize, bool):
+        raise DivergenceSpecError(f"normalize must be true or false, got {normalize!r}")
+    values: dict[str, sp.Rational] = {}
+    for key, value in (params or {}).items():
+        check_parameter_name(key)
+        values[key] = exact_number(value, f"parameter {key!r}")
+    expr = parse_expression(generator, values)
+    title = name or generator
+    memo_key = (expr, normalize)
+    compiled = _MEMO.get(memo_key)
+    if compiled is None:
+        compiled = compile_generator(expr, normalize=normalize, title=title, text=generator)
+        _MEMO[memo_key] = compiled
+    plain = {k: _plain(v) for k, v in values.items()}
+    for key, value in plain.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DivergenceSpecError(f"parameter {key!r} is not finite")
+    return Divergence(
+        name=title,
+        text=generator.strip(),
+        params=plain,
+        normalize=normalize,
+        compiled=compiled,
+        description=description,
+        reference=reference,
+        source=source,
+    )

@@ -1,0 +1,135 @@
+"""Evaluate a sympy expression numerically by walking its tree (no code generation).
+
+Two back ends over one small set of node types: ``mpmath`` (arbitrary precision, the reference
+used to check compiled code) and ``torch`` (used while choosing stable forms). Anything outside
+the node table raises ``NotImplementedError``, so the evaluator never runs arbitrary code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import mpmath
+import sympy as sp
+import torch
+
+from . import ops
+from .functions import expm1, log1p, softplus
+
+_MP_FUNCS: dict[type, Callable[[Any], Any]] = {
+    sp.exp: mpmath.exp,
+    sp.log: mpmath.log,
+    sp.Abs: abs,
+    sp.sinh: mpmath.sinh,
+    sp.cosh: mpmath.cosh,
+    sp.tanh: mpmath.tanh,
+    sp.atan: mpmath.atan,
+    sp.asinh: mpmath.asinh,
+    sp.LambertW: lambda z: _real(mpmath.lambertw(z)),
+    softplus: lambda z: mpmath.log1p(mpmath.exp(z)),
+    log1p: mpmath.log1p,
+    expm1: mpmath.expm1,
+}
+
+_TORCH_FUNCS: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {
+    sp.exp: torch.exp,
+    sp.log: torch.log,
+    sp.Abs: torch.abs,
+    sp.sinh: torch.sinh,
+    sp.cosh: torch.cosh,
+    sp.tanh: torch.tanh,
+    sp.atan: torch.atan,
+    sp.asinh: torch.asinh,
+    softplus: torch.nn.functional.softplus,
+    log1p: torch.log1p,
+    expm1: ops.expm1,
+}
+
+
+def _real(value: Any) -> Any:
+    if isinstance(value, mpmath.mpc) and value.imag == 0:
+        return value.real
+    return value
+
+
+def mp_eval(expr: sp.Expr, env: Mapping[sp.Symbol, Any]) -> Any:
+    """Evaluate ``expr`` with mpmath at the current ``mpmath.mp.dps``; complex results are kept."""
+    if expr.is_Symbol:
+        return env[expr]
+    if expr.is_Number or expr.is_NumberSymbol:
+        if expr is sp.oo:
+            return mpmath.inf
+        if expr is sp.S.NegativeInfinity:
+            return -mpmath.inf
+        if expr.is_Rational:
+            return mpmath.mpf(int(expr.p)) / int(expr.q)
+        return mpmath.mpf(sp.Float(expr, mpmath.mp.dps + 5))
+    args = [mp_eval(a, env) for a in expr.args]
+    if expr.is_Add:
+        return mpmath.fsum(args)
+    if expr.is_Mul:
+        return mpmath.fprod(args)
+    if expr.is_Pow:
+        base, exponent = args
+        return mpmath.power(base, exponent)
+    func = _MP_FUNCS.get(type(expr))
+    if func is None:
+        raise NotImplementedError(f"cannot evaluate {type(expr).__name__} numerically")
+    return func(*args)
+
+
+def torch_eval(expr: sp.Expr, env: Mapping[sp.Symbol, torch.Tensor]) -> torch.Tensor:
+    """Evaluate ``expr`` with torch ops on the tensors in ``env`` (differentiable)."""
+    if expr.is_Symbol:
+        return env[expr]
+    like = next(iter(env.values()))
+    if expr.is_number:
+        return torch.full_like(like, float(expr.evalf(30)))
+    args = [torch_eval(a, env) for a in expr.args]
+    if expr.is_Add:
+        out = args[0]
+        for a in args[1:]:
+            out = out + a
+        return out
+    if expr.is_Mul:
+        out = args[0]
+        for a in args[1:]:
+            out = out * a
+        return out
+    if expr.is_Pow:
+        exponent = expr.args[1]
+        if exponent.is_number:
+            if exponent == sp.Rational(1, 2):
+                return torch.sqrt(args[0])
+            if exponent.is_negative:
+                # Power of the reciprocal: its gradient -n r**(n+1) underflows gracefully
+                # where base**(-n-1) would overflow first.
+                inverse = torch.reciprocal(args[0])
+                return inverse if exponent == -1 else _power(inverse, -exponent)
+            return _power(args[0], exponent)
+        return torch.pow(args[0], args[1])
+    func = _TORCH_FUNCS.get(type(expr))
+    if func is None:
+        raise NotImplementedError(f"torch has no {type(expr).__name__}")
+    return func(*args)
+
+
+def _power(base: torch.Tensor, exponent: sp.Expr) -> torch.Tensor:
+    if exponent == sp.Rational(1, 2):
+        return torch.sqrt(base)
+    if exponent.is_Integer:
+        return base ** int(exponent)
+    return base ** float(exponent)
+
+
+def torch_supported(expr: sp.Expr) -> bool:
+    """Whether every node of ``expr`` has a torch counterpart (Lambert W, for one, has none)."""
+    for node in sp.preorder_traversal(expr):
+        if node.is_Atom or node.is_Add or node.is_Mul or node.is_Pow:
+            if node.is_Atom and not (node.is_Symbol or node.is_number):
+                return False
+            continue
+        if type(node) not in _TORCH_FUNCS:
+            return False
+    return not expr.has(sp.zoo, sp.nan, sp.I)

@@ -1,0 +1,264 @@
+"""Safe parsing of a generator text into a sympy expression.
+
+The text is read by Python's ``ast`` parser and walked with a whitelist: numbers, the variable
+``u``, declared parameter names, ``+ - * / **``, unary signs, parentheses and a fixed table of
+functions. Nothing is ever handed to ``eval``, ``exec``, ``sympify`` or ``parse_expr``; sympy
+objects are built node by node, and numeric sub-expressions are size-checked *before* sympy
+evaluates them, so ``9**9**9`` is refused rather than computed.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+import math
+import re
+from collections.abc import Callable, Mapping
+from fractions import Fraction
+
+import sympy as sp
+
+from ..errors import DivergenceSpecError
+
+#: The variable of a generator: the density ratio ``u > 0``.
+U = sp.Symbol("u", positive=True)
+
+MAX_LENGTH = 500
+MAX_NODES = 200
+MAX_DEPTH = 30
+MAX_LITERAL = 10**12  # magnitude of a number written in the text
+MAX_CONSTANT = 1e30  # magnitude of any constant sub-expression
+MAX_EXPONENT = 64  # magnitude of a numeric exponent
+
+FUNCTIONS: dict[str, tuple[Callable[[sp.Expr], sp.Expr], str]] = {
+    "log": (sp.log, "natural logarithm"),
+    "exp": (sp.exp, "exponential"),
+    "sqrt": (sp.sqrt, "square root"),
+    "abs": (sp.Abs, "absolute value"),
+    "log1p": (lambda z: sp.log(1 + z), "log(1 + z)"),
+    "expm1": (lambda z: sp.exp(z) - 1, "exp(z) - 1"),
+    "sinh": (sp.sinh, "hyperbolic sine"),
+    "cosh": (sp.cosh, "hyperbolic cosine"),
+    "tanh": (sp.tanh, "hyperbolic tangent"),
+    "atan": (sp.atan, "arc tangent"),
+    "asinh": (sp.asinh, "inverse hyperbolic sine"),
+}
+CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
+
+
+def check_parameter_name(name: str) -> None:
+    """Refuse a parameter name that is not a short identifier or that shadows the grammar."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise DivergenceSpecError(
+            f"parameter name {name!r} is not a valid name: use letters, digits and _ "
+            "(at most 32 characters, not starting with a digit)"
+        )
+    if name == "u" or name in FUNCTIONS or name in CONSTANTS or keyword.iskeyword(name):
+        raise DivergenceSpecError(
+            f"parameter name {name!r} is reserved (the variable u, a function or a constant); "
+            "choose another name"
+        )
+
+
+def exact_number(value: object, what: str) -> sp.Rational:
+    """An exact sympy Rational for a parameter value (int, float, Fraction or 'p/q' text)."""
+    if isinstance(value, bool):
+        raise DivergenceSpecError(f"{what} must be a number, not a boolean ({value!r})")
+    try:
+        if isinstance(value, int):
+            number = sp.Integer(value)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise DivergenceSpecError(f"{what} must be finite, got {value!r}")
+            number = sp.Rational(repr(value))
+        elif isinstance(value, Fraction):
+            number = sp.Rational(value.numerator, value.denominator)
+        elif isinstance(value, sp.Rational):
+            number = value
+        elif isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,12}(\s*/\s*\d{1,12})?\s*", value):
+            number = sp.Rational(Fraction(value.replace(" ", "")))
+        else:
+            raise DivergenceSpecError(
+                f"{what} must be a number (int, float or a fraction like '3/2'), got {value!r}"
+            )
+    except ZeroDivisionError:
+        raise DivergenceSpecError(f"{what} divides by zero: {value!r}") from None
+    if abs(number) > MAX_LITERAL:
+        raise DivergenceSpecError(f"{what} is too large ({value!r}); at most {MAX_LITERAL:g}")
+    return number
+
+
+class _Builder:
+    def __init__(self, text: str, names: Mapping[str, sp.Expr]):
+        self.text = text
+        self.names = names
+        self.nodes = 0
+
+    def fail(self, message: str, node: ast.AST | None) -> DivergenceSpecError:
+        column = getattr(node, "col_offset", None) if node is not None else None
+        return DivergenceSpecError(message, text=self.text, column=column)
+
+    def checked(self, value: sp.Expr, node: ast.AST) -> sp.Expr:
+        if value.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+            raise self.fail("this part is infinite or undefined (a division by zero?)", node)
+        if value.is_number:
+            if value.is_real is False:
+                raise self.fail("this constant is not a real number", node)
+            magnitude = abs(complex(value.evalf(20)))
+            if not magnitude <= MAX_CONSTANT:
+                raise self.fail(f"constant too large (more than {MAX_CONSTANT:g})", node)
+        return value
+
+    def build(self, node: ast.AST, depth: int) -> sp.Expr:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise self.fail(f"expression too long (more than {MAX_NODES} parts)", node)
+        if depth > MAX_DEPTH:
+            raise self.fail(f"expression nested too deeply (more than {MAX_DEPTH} levels)", node)
+        if isinstance(node, ast.Constant):
+            return self.number(node)
+        if isinstance(node, ast.Name):
+            if node.id in self.names:
+                return self.names[node.id]
+            if node.id in CONSTANTS:
+                return CONSTANTS[node.id]
+            if node.id in FUNCTIONS:
+                raise self.fail(f"{node.id} is a function: write {node.id}(...)", node)
+            declared = ", ".join(sorted(n for n in self.names if n != "u")) or "none"
+            raise self.fail(
+                f"unknown name {node.id!r}: a generator uses u, declared parameters "
+                f"(here: {declared}) and the constants pi, E",
+                node,
+            )
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            operand = self.build(node.operand, depth + 1)
+            return -operand if isinstance(node.op, ast.USub) else operand
+        if isinstance(node, ast.BinOp):
+            return self.binop(node, depth)
+        if isinstance(node, ast.Call):
+            return self.call(node, depth)
+        raise self.fail(self.describe_refusal(node), node)
+
+    def number(self, node: ast.Constant) -> sp.Expr:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(f"{value!r} is not a number; only numbers and names are allowed", node)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail("number out of range", node)
+        if abs(value) > MAX_LITERAL:
+            raise self.fail(f"number too large (at most {MAX_LITERAL:g})", node)
+        if isinstance(value, int):
+            return sp.Integer(value)
+        # The decimal text the user wrote becomes an exact rational: 0.5 -> 1/2.
+        return sp.Rational(repr(value))
+
+    def binop(self, node: ast.BinOp, depth: int) -> sp.Expr:
+        if isinstance(node.op, ast.BitXor):
+            raise self.fail("'^' is not a power here: write u**2 for u squared", node)
+        ops: dict[type, Callable[[sp.Expr, sp.Expr], sp.Expr]] = {
+            ast.Add: lambda a, b: a + b,
+            ast.Sub: lambda a, b: a - b,
+            ast.Mult: lambda a, b: a * b,
+            ast.Div: lambda a, b: a / b,
+        }
+        left = self.build(node.left, depth + 1)
+        right = self.build(node.right, depth + 1)
+        if isinstance(node.op, ast.Pow):
+            return self.checked(self.power(left, right, node), node)
+        op = ops.get(type(node.op))
+        if op is None:
+            raise self.fail(
+                f"operator {type(node.op).__name__} is not allowed; use + - * / **", node
+            )
+        if isinstance(node.op, ast.Div) and right.is_zero:
+            raise self.fail("division by zero", node)
+        return self.checked(op(left, right), node)
+
+    def power(self, base: sp.Expr, exponent: sp.Expr, node: ast.BinOp) -> sp.Expr:
+        if exponent.is_number:
+            magnitude = abs(float(exponent.evalf(20)))
+            if magnitude > MAX_EXPONENT:
+                raise self.fail(f"exponent too large (at most {MAX_EXPONENT} in magnitude)", node)
+            if base.is_number:
+                b = abs(float(base.evalf(20)))
+                if b == 0 and float(exponent.evalf(20)) < 0:
+                    raise self.fail("division by zero (0 to a negative power)", node)
+                if b > 0 and magnitude * abs(math.log10(b)) > math.log10(MAX_CONSTANT):
+                    raise self.fail(f"constant too large (more than {MAX_CONSTANT:g})", node)
+        elif base.is_number:
+            # c**f(u): fine for a positive base; the size is bounded by the checks on f(u).
+            pass
+        return sp.Pow(base, exponent)
+
+    def call(self, node: ast.Call, depth: int) -> sp.Expr:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail("only the listed functions can be called", node)
+        name = node.func.id
+        if name not in FUNCTIONS:
+            raise self.fail(
+                f"unknown function {name!r}; available: {', '.join(sorted(FUNCTIONS))}", node
+            )
+        if node.keywords or len(node.args) != 1:
+            raise self.fail(f"{name}() takes exactly one argument", node)
+        argument = self.build(node.args[0], depth + 1)
+        return self.checked(FUNCTIONS[name][0](argument), node)
+
+    @staticmethod
+    def describe_refusal(node: ast.AST) -> str:
+        kind = type(node).__name__
+        hints = {
+            "Attribute": "attribute access (a.b) is not allowed",
+            "Subscript": "indexing (a[b]) is not allowed",
+            "Compare": "comparisons are not allowed",
+            "BoolOp": "and/or are not allowed",
+            "Lambda": "lambda is not allowed",
+            "Tuple": "a generator is one expression, not a tuple",
+            "List": "lists are not allowed",
+            "Dict": "dicts are not allowed",
+            "IfExp": "conditional expressions are not allowed",
+        }
+        return hints.get(kind, f"{kind} is not allowed in a generator") + (
+            "; a generator uses numbers, u, parameters, + - * / ** and functions"
+        )
+
+
+def parse_expression(text: str, parameters: Mapping[str, sp.Expr] | None = None) -> sp.Expr:
+    """Parse ``text`` into a sympy expression in ``U`` and the given parameter symbols.
+
+    ``parameters`` maps each declared parameter name to the sympy object that stands for it (a
+    symbol, or an exact number to substitute). Raises ``DivergenceSpecError`` on anything else.
+
+    Example:
+        >>> parse_expression("u*log(u) + 5/3")
+        u*log(u) + 5/3
+    """
+    if not isinstance(text, str):
+        raise DivergenceSpecError(f"a generator must be text, got {type(text).__name__}")
+    if not text.strip():
+        raise DivergenceSpecError("the generator is empty; write an expression in u, e.g. u*log(u)")
+    if len(text) > MAX_LENGTH:
+        raise DivergenceSpecError(
+            f"generator text too long ({len(text)} characters, at most {MAX_LENGTH})"
+        )
+    for column, char in enumerate(text):
+        if not (char.isascii() and (char.isprintable() or char in " \t")):
+            raise DivergenceSpecError(
+                f"character {char!r} is not allowed", text=text, column=column
+            )
+    if text.count("(") > MAX_DEPTH:
+        raise DivergenceSpecError(f"too many parentheses (at most {MAX_DEPTH})", text=text)
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as err:
+        column = (err.offset or 1) - 1
+        raise DivergenceSpecError(
+            f"not a valid expression: {err.msg}", text=text.strip(), column=column
+        ) from None
+    except (MemoryError, RecursionError, ValueError):
+        raise DivergenceSpecError("not a valid expression", text=text) from None
+    names: dict[str, sp.Expr] = {"u": U}
+    for name, value in (parameters or {}).items():
+        check_parameter_name(name)
+        names[name] = value
+    return _Builder(text.strip(), names).build(tree.body, 0)

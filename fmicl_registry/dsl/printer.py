@@ -1,0 +1,124 @@
+"""Print a sympy expression as torch source code.
+
+A deliberately small printer of our own (the "equivalent" of sympy's ``TorchPrinter``): it knows
+exactly the node types the DSL produces and refuses everything else, so the generated code can
+only contain torch calls from the table below, the variable's name and float literals. Constant
+sub-expressions are folded to float literals (``log(2)`` becomes ``0.6931471805599453``), which
+keeps the code dtype-agnostic: Python floats take the dtype of the tensor they meet.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from .functions import expm1, log1p, softplus
+
+_FUNCTIONS: dict[type, str] = {
+    sp.exp: "torch.exp",
+    sp.log: "torch.log",
+    sp.Abs: "torch.abs",
+    sp.sinh: "torch.sinh",
+    sp.cosh: "torch.cosh",
+    sp.tanh: "torch.tanh",
+    sp.atan: "torch.atan",
+    sp.asinh: "torch.asinh",
+    softplus: "F.softplus",
+    log1p: "torch.log1p",
+    expm1: "ops.expm1",
+}
+
+# Python operator precedence, enough to decide where parentheses go.
+_ADD, _MUL, _UNARY, _POW, _ATOM = 1, 2, 3, 4, 5
+
+
+class UnprintableError(ValueError):
+    """The expression uses something torch has no function for (e.g. Lambert W)."""
+
+
+def print_torch(expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
+    """Torch source for ``expr``; ``names`` maps each free symbol to its variable name.
+
+    Example:
+        >>> u = sp.Symbol("u", positive=True)
+        >>> print_torch(u * sp.log(u) + sp.log(2), {u: "u"})
+        'u * torch.log(u) + 0.6931471805599453'
+    """
+    return _print(expr, names)[0]
+
+
+def _float(value: sp.Expr) -> str:
+    number = complex(value.evalf(30))
+    if number.imag != 0:
+        raise UnprintableError(f"constant {value} is not real")
+    text = repr(float(number.real))
+    if text in {"inf", "-inf", "nan"}:
+        return f"float('{text}')"
+    return text
+
+
+def _wrap(text_prec: tuple[str, int], minimum: int) -> str:
+    text, prec = text_prec
+    return f"({text})" if prec < minimum else text
+
+
+def _print(expr: sp.Expr, names: dict[sp.Symbol, str]) -> tuple[str, int]:
+    if expr.is_Symbol:
+        if expr not in names:
+            raise UnprintableError(f"free symbol {expr} has no variable")
+        return names[expr], _ATOM
+    if expr.is_number:
+        text = _float(expr)
+        return text, (_UNARY if text.startswith("-") else _ATOM)
+    if expr.is_Add:
+        terms = sorted(expr.args, key=lambda a: (a.is_number, sp.default_sort_key(a)))
+        out = _wrap(_print(terms[0], names), _ADD)
+        for term in terms[1:]:
+            coeff, rest = term.as_coeff_Mul()
+            if coeff.is_number and coeff < 0:
+                out += " - " + _wrap(_print(-term, names), _MUL)
+            else:
+                out += " + " + _wrap(_print(term, names), _ADD + 1)
+        return out, _ADD
+    if expr.is_Mul:
+        coeff, rest = expr.as_coeff_Mul()
+        if coeff == -1:
+            return "-" + _wrap(_print(rest, names), _POW), _UNARY
+        numer, denom = [], []
+        for factor in sp.Mul.make_args(expr):
+            base, exponent = factor.as_base_exp()
+            if exponent.is_number and exponent.is_negative and not factor.is_number:
+                denom.append(sp.Pow(base, -exponent))
+            else:
+                numer.append(factor)
+        top = " * ".join(_wrap(_print(f, names), _MUL) for f in numer) if numer else "1.0"
+        if not denom:
+            return top, _MUL
+        if len(denom) == 1:
+            bottom = _wrap(_print(denom[0], names), _POW)
+        else:
+            bottom = "(" + " * ".join(_wrap(_print(f, names), _MUL) for f in denom) + ")"
+        return f"{top} / {bottom}", _MUL
+    if expr.is_Pow:
+        base, exponent = expr.args
+        if exponent == sp.Rational(1, 2):
+            return f"torch.sqrt({_print(base, names)[0]})", _ATOM
+        if exponent == sp.Rational(-1, 2):
+            return f"torch.rsqrt({_print(base, names)[0]})", _ATOM
+        if exponent.is_negative and exponent.is_number:
+            # (1/b)**n, not b**-n: the gradient then underflows instead of overflowing.
+            inverse = f"torch.reciprocal({_print(base, names)[0]})"
+            if exponent == -1:
+                return inverse, _ATOM
+            if exponent.is_Integer:
+                return f"{inverse} ** {int(-exponent)}", _POW
+            return f"{inverse} ** {_float(-exponent)}", _POW
+        if exponent.is_Integer:
+            return f"{_wrap(_print(base, names), _ATOM)} ** {int(exponent)}", _POW
+        if exponent.is_number:
+            return f"{_wrap(_print(base, names), _ATOM)} ** {_float(exponent)}", _POW
+        return f"torch.pow({_print(base, names)[0]}, {_print(exponent, names)[0]})", _ATOM
+    function = _FUNCTIONS.get(type(expr))
+    if function is None:
+        raise UnprintableError(f"torch has no function for {type(expr).__name__}")
+    inner = ", ".join(_print(a, names)[0] for a in expr.args)
+    return f"{function}({inner})", _ATOM

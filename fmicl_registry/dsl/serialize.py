@@ -1,0 +1,80 @@
+"""Store sympy expressions as text and read them back without ``eval``.
+
+``dumps`` is sympy's ``srepr``. ``loads`` parses that text with ``ast`` and rebuilds the tree
+from a whitelist of sympy classes, so a tampered cache file can at worst fail to load.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from typing import Any
+
+import sympy as sp
+
+from .functions import expm1, log1p, softplus
+
+_CLASSES: dict[str, Callable[..., Any]] = {
+    "Add": lambda *a: sp.Add(*a),
+    "Mul": lambda *a: sp.Mul(*a),
+    "Pow": lambda b, e: sp.Pow(b, e),
+    "Integer": sp.Integer,
+    "Rational": sp.Rational,
+    "Float": lambda text, precision=53: sp.Float(text, precision=precision),
+    "Symbol": lambda name, **assumptions: sp.Symbol(name, **assumptions),
+    "Interval": sp.Interval,
+    "exp": sp.exp,
+    "log": sp.log,
+    "Abs": sp.Abs,
+    "sinh": sp.sinh,
+    "cosh": sp.cosh,
+    "tanh": sp.tanh,
+    "atan": sp.atan,
+    "asinh": sp.asinh,
+    "LambertW": sp.LambertW,
+    "softplus": softplus,
+    "log1p": log1p,
+    "expm1": expm1,
+}
+_NAMES: dict[str, Any] = {
+    "oo": sp.oo,
+    "pi": sp.pi,
+    "E": sp.E,
+    "true": True,
+    "false": False,
+    "True": True,
+    "False": False,
+}
+_SYMBOL_ASSUMPTIONS = {"positive", "real", "negative", "nonnegative"}
+
+
+def dumps(expr: sp.Basic) -> str:
+    """The exact text form of ``expr``."""
+    return sp.srepr(expr)
+
+
+def loads(text: str) -> Any:
+    """Rebuild an expression written by ``dumps``; raises ``ValueError`` on anything else."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as err:
+        raise ValueError(f"not a stored expression: {err.msg}") from None
+    return _build(tree.body)
+
+
+def _build(node: ast.AST) -> Any:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | str | bool):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in _NAMES:
+        return _NAMES[node.id]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_build(node.operand)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CLASSES:
+        args = [_build(a) for a in node.args]
+        kwargs = {}
+        for kw in node.keywords:
+            if kw.arg not in _SYMBOL_ASSUMPTIONS | {"precision"}:
+                raise ValueError(f"unexpected keyword {kw.arg!r} in a stored expression")
+            kwargs[kw.arg] = _build(kw.value)
+        return _CLASSES[node.func.id](*args, **kwargs)
+    raise ValueError(f"unexpected {type(node).__name__} in a stored expression")

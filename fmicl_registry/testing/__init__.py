@@ -1,0 +1,1 @@
+"""Property checks for divergences (hypothesis strategies, check_divergence, pytest plugin)."""

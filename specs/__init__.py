@@ -1,0 +1,1 @@
+"""Declarative specs shipped with fmicl-registry (package data: divergences/*.toml, ...)."""
