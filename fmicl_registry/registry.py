@@ -187,7 +187,7 @@ def registry() -> Registry:
 
         built = Registry()
         pm = get_plugin_manager()
-        for impl in reversed(pm.hook.register_divergences.get_hookimpls()):
+        for impl in pm.hook.register_divergences.get_hookimpls():  # built-ins first
             plugin = impl.plugin_name
 
             def register(*, _plugin: str = plugin, **kwargs: Any) -> None:

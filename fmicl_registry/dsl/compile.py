@@ -66,15 +66,22 @@ def cache_key(generator: sp.Expr, normalize: bool) -> str:
 
 
 # ------------------------------------------------------------------------------- code printing
+def _body(expr: sp.Expr, names: dict[sp.Symbol, str], arg: str) -> str:
+    """The printed expression; a constant still returns a tensor like the argument."""
+    if expr.is_number:
+        return f"torch.full_like({arg}, {print_torch(expr, names)})"
+    return print_torch(expr, names)
+
+
 def _function(name: str, arg: str, expr: sp.Expr, symbol: sp.Symbol, doc: str) -> str:
-    body = print_torch(stable(expr), {symbol: arg})
+    body = _body(stable(expr), {symbol: arg}, arg)
     return f'def {name}({arg}):\n    """{doc}"""\n    return {body}\n'
 
 
 def _piecewise_function(name: str, term: StableTerm, doc: str) -> str:
     lines = [f"def {name}(log_r):", f'    """{doc}"""']
     if len(term.pieces) == 1:
-        lines.append(f"    return {print_torch(term.pieces[0].expr, {LOG_R: 'log_r'})}")
+        lines.append(f"    return {_body(term.pieces[0].expr, {LOG_R: 'log_r'}, 'log_r')}")
         return "\n".join(lines) + "\n"
     # Each form only sees points of its own region (others are moved to a safe midpoint), so
     # an overflow outside its region can poison neither the value nor the gradient.

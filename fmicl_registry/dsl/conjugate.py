@@ -81,11 +81,12 @@ def closed_form(f: sp.Expr, first: sp.Expr, domain: sp.Interval | None = None) -
         return Conjugate(None, False, "numeric: sympy found no closed-form solution of f'(u) = t")
     t_at_one = first.subs(U, 1)
     branch = None
-    for root in roots:
-        value = attempt(functools.partial(mp_eval, root, {T: mp_eval(t_at_one, {})}), 2.0)
-        if value is not None and _close(value, mpmath.mpf(1)):
-            branch = root
-            break
+    with mpmath.workdps(40):
+        for root in roots:
+            value = attempt(functools.partial(mp_eval, root, {T: mp_eval(t_at_one, {})}), 2.0)
+            if value is not None and _close(value, mpmath.mpf(1)):
+                branch = root
+                break
     if branch is None:
         return Conjugate(None, False, "numeric: no root of f'(u) = t passes through u = 1")
     raw = T * branch - f.subs(U, branch)

@@ -155,7 +155,8 @@ class _Builder:
 
     def binop(self, node: ast.BinOp, depth: int) -> sp.Expr:
         if isinstance(node.op, ast.BitXor):
-            raise self.fail("'^' is not a power here: write u**2 for u squared", node)
+            caret = ast.Constant(0, col_offset=self.operator_column(node))
+            raise self.fail("'^' is not a power here: write u**2 for u squared", caret)
         ops: dict[type, Callable[[sp.Expr, sp.Expr], sp.Expr]] = {
             ast.Add: lambda a, b: a + b,
             ast.Sub: lambda a, b: a - b,
@@ -174,6 +175,13 @@ class _Builder:
         if isinstance(node.op, ast.Div) and right.is_zero:
             raise self.fail("division by zero", node)
         return self.checked(op(left, right), node)
+
+    def operator_column(self, node: ast.BinOp) -> int:
+        """The column of a binary operator: the first non-blank after the left operand."""
+        column = node.left.end_col_offset or node.col_offset
+        while column < len(self.text) and self.text[column] in " )":
+            column += 1
+        return column
 
     def power(self, base: sp.Expr, exponent: sp.Expr, node: ast.BinOp) -> sp.Expr:
         if exponent.is_number:

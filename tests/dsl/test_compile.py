@@ -1,0 +1,159 @@
+"""Compiled code: dtypes, devices, torch.func, torch.compile, the numeric conjugate, the cache."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.func import grad, vmap
+
+import fmicl_registry as fm
+from fmicl_registry import divergence as divergence_module
+from fmicl_registry.dsl import compile as compile_module
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_compiled_functions_keep_the_dtype(catalog_name: str, dtype: torch.dtype) -> None:
+    d = fm.get_divergence(catalog_name)
+    u = torch.tensor([0.5, 1.0, 2.0], dtype=dtype)
+    for fn, arg in ((d.f, u), (d.f_prime, u), (d.positive_term, torch.log(u))):
+        assert fn(arg).dtype == dtype
+
+
+def test_compiled_code_is_device_agnostic(catalog_name: str) -> None:
+    # The meta device computes shapes only: it fails on any hard-coded CPU tensor.
+    d = fm.get_divergence(catalog_name)
+    x = torch.empty(7, device="meta")
+    for fn in (d.f, d.f_prime, d.positive_term, d.negative_term):
+        out = fn(x)
+        assert out.device.type == "meta" and out.shape == (7,)
+
+
+def test_torch_func_grad_and_vmap(catalog_name: str) -> None:
+    d = fm.get_divergence(catalog_name)
+    u = torch.tensor([0.3, 1.0, 2.5], dtype=torch.float64)
+    # d/du f(u) == f'(u) and d/du f'(u) == f''(u), per element through vmap(grad(...)).
+    assert torch.allclose(vmap(grad(d.f))(u), d.f_prime(u), rtol=1e-10)
+    assert torch.allclose(vmap(grad(d.f_prime))(u), d.f_second(u), rtol=1e-10)
+    # d/dlog_r negative_term = u f''(u) u... checked via Fenchel-Young: d f*(t)/dt = u.
+    t = d.f_prime(u)
+    assert torch.allclose(vmap(grad(d.f_star))(t), u, rtol=1e-7)
+    log_r = torch.log(u)
+    second = vmap(grad(grad(d.negative_term)))(log_r)
+    assert torch.isfinite(second).all()
+
+
+def test_numeric_conjugate_of_jeffrey_against_lambert_w() -> None:
+    import mpmath
+
+    d = fm.get_divergence("jeffrey")
+    assert not d.conjugate_closed_form and "LambertW" in d.conjugate_method
+    t = torch.tensor([-20.0, -3.0, 0.0, 1.0, 5.0, 30.0], dtype=torch.float64, requires_grad=True)
+    value = d.f_star(t)
+    (slope,) = torch.autograd.grad(value.sum(), t)
+    for ti, vi, gi in zip(t.tolist(), value.tolist(), slope.tolist(), strict=True):
+        w = mpmath.lambertw(mpmath.exp(1 - ti)).real
+        assert vi == pytest.approx(float(w + 1 / w + ti - 2), rel=1e-10, abs=1e-12)
+        assert gi == pytest.approx(float(1 / w), rel=1e-10)  # d f*/dt = (f')^{-1}(t)
+    assert d.f_star(torch.tensor([1.0], dtype=torch.float32)).dtype == torch.float32
+
+
+def test_numeric_conjugate_under_vmap_and_grad() -> None:
+    d = fm.get_divergence("jeffrey")
+    t = torch.tensor([-2.0, 0.5, 3.0], dtype=torch.float64)
+    u = vmap(grad(d.f_star))(t)
+    assert torch.allclose(d.f_prime(u), t, rtol=1e-10)
+
+
+def test_torch_compile_traces_the_terms(catalog_name: str) -> None:
+    d = fm.get_divergence(catalog_name)
+
+    def bound(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        return d.lower_bound(pos, neg)
+
+    compiled = torch.compile(bound, backend="aot_eager", fullgraph=catalog_name != "jeffrey")
+    pos, neg = torch.randn(16), torch.randn(64) - 1
+    assert torch.allclose(compiled(pos, neg), bound(pos, neg), rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_torch_compile_inductor() -> None:
+    d = fm.get_divergence("js")
+    compiled = torch.compile(d.negative_term)
+    x = torch.linspace(-80, 80, 101)
+    assert torch.allclose(compiled(x), d.negative_term(x), rtol=1e-5)
+
+
+@pytest.fixture
+def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FMICL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(divergence_module, "_MEMO", {})
+    return tmp_path
+
+
+def test_second_definition_comes_from_the_disk_cache(fresh_cache: Path) -> None:
+    start = time.perf_counter()
+    first = fm.define_divergence("(u-1)**2/(u+1)", name="vlc_again")
+    cold = time.perf_counter() - start
+    assert not first.from_cache
+    assert len(list(fresh_cache.rglob("*.py"))) == 1
+    divergence_module._MEMO.clear()
+    start = time.perf_counter()
+    second = fm.define_divergence("(u-1)**2/(u+1)", name="vlc_again")
+    warm = time.perf_counter() - start
+    assert second.from_cache
+    assert second.conjugate == first.conjugate and second.pieces == first.pieces
+    x = torch.linspace(-5, 5, 11)
+    assert torch.equal(second.negative_term(x), first.negative_term(x))
+    assert warm < cold  # not a timing assertion on the machine: the cold path runs sympy
+
+
+def test_tampered_cached_code_is_regenerated_not_run(fresh_cache: Path, tmp_path: Path) -> None:
+    fm.define_divergence("u*log(u)", name="kl_again")
+    (code,) = fresh_cache.rglob("*.py")
+    marker = tmp_path / "ran"
+    code.write_text(code.read_text() + f"\nopen({str(marker)!r}, 'w').close()\n")
+    divergence_module._MEMO.clear()
+    again = fm.define_divergence("u*log(u)", name="kl_again")
+    assert not again.from_cache
+    assert not marker.exists()
+    assert "open(" not in code.read_text()
+
+
+def test_tampered_cached_forms_are_not_evaluated(fresh_cache: Path, tmp_path: Path) -> None:
+    fm.define_divergence("(u-1)**2", name="pearson_again")
+    (meta,) = fresh_cache.rglob("*.json")
+    data = json.loads(meta.read_text())
+    marker = tmp_path / "ran"
+    data["derivative"] = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    meta.write_text(json.dumps(data))
+    divergence_module._MEMO.clear()
+    again = fm.define_divergence("(u-1)**2", name="pearson_again")
+    assert not again.from_cache and not marker.exists()
+    assert str(again.derivative) == "2*u - 2"
+
+
+def test_cache_can_be_switched_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FMICL_CACHE_DIR", "off")
+    monkeypatch.setattr(divergence_module, "_MEMO", {})
+    assert compile_module.cache_dir() is None
+    d = fm.define_divergence("(sqrt(u)-1)**2", name="sh_again")
+    assert torch.isfinite(d.negative_term(torch.tensor([3.0]))).all()
+
+
+def test_generated_code_is_only_torch_calls(catalog_name: str) -> None:
+    source = fm.get_divergence(catalog_name).source_code
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("#"))
+    for forbidden in ("import os", "__", "eval", "exec", "open("):
+        assert forbidden not in code.replace('"""', "")
+
+
+def test_divergences_pickle_by_definition() -> None:
+    import pickle
+
+    d = fm.get_divergence("tsallis", a=2)
+    back = pickle.loads(pickle.dumps(d))
+    assert back.params == {"a": 2} and back.generator == d.generator
