@@ -6,6 +6,7 @@ compile to torch, cache. See PAPER.md sections 1-2 for the maths.
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -210,7 +211,10 @@ class Divergence:
             "convexity": self.convexity,
             "positive_term": str(self.positive_form),
             "negative_term": str(self.negative_form),
-            "pieces": self.pieces,
+            "pieces": {
+                term: [[_json_bound(lo), _json_bound(hi), form, how] for lo, hi, form, how in rows]
+                for term, rows in self.pieces.items()
+            },
             "float32_max_rel_error": self.accuracy,
         }
 
@@ -232,6 +236,10 @@ class Divergence:
                 self.source,
             ),
         )
+
+
+def _json_bound(value: float) -> float | str:
+    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
 
 
 def _rebuild(
@@ -298,6 +306,15 @@ def define_divergence(
         check_parameter_name(key)
         values[key] = exact_number(value, f"parameter {key!r}")
     expr = parse_expression(generator, values)
+    used = {
+        n.id for n in ast.walk(ast.parse(generator.strip(), mode="eval")) if isinstance(n, ast.Name)
+    }
+    unused = sorted(set(values) - used)
+    if unused:
+        raise DivergenceSpecError(
+            f"parameter {unused[0]!r} does not appear in the generator {generator.strip()!r}; "
+            "remove it or use it in the text"
+        )
     title = name or generator
     memo_key = (expr, normalize)
     compiled = _MEMO.get(memo_key)

@@ -78,26 +78,37 @@ def _function(name: str, arg: str, expr: sp.Expr, symbol: sp.Symbol, doc: str) -
     return f'def {name}({arg}):\n    """{doc}"""\n    return {body}\n'
 
 
+def _condition(piece: Piece) -> str:
+    parts = []
+    if piece.low != float("-inf"):
+        parts.append(f"(log_r >= {piece.low!r})")
+    if piece.high != float("inf"):
+        parts.append(f"(log_r < {piece.high!r})")
+    return " & ".join(parts)
+
+
 def _piecewise_function(name: str, term: StableTerm, doc: str) -> str:
     lines = [f"def {name}(log_r):", f'    """{doc}"""']
-    if len(term.pieces) == 1:
+    forms: dict[sp.Expr, list[Piece]] = {}
+    for piece in term.pieces:
+        forms.setdefault(piece.expr, []).append(piece)
+    if len(forms) == 1:
         lines.append(f"    return {_body(term.pieces[0].expr, {LOG_R: 'log_r'}, 'log_r')}")
         return "\n".join(lines) + "\n"
-    # Each form only sees points of its own region (others are moved to a safe midpoint), so
-    # an overflow outside its region can poison neither the value nor the gradient.
-    results = []
-    for i, piece in enumerate(term.pieces):
-        conditions = []
-        if piece.low != float("-inf"):
-            conditions.append(f"(log_r >= {piece.low!r})")
-        if piece.high != float("inf"):
-            conditions.append(f"(log_r < {piece.high!r})")
-        lines.append(f"    in{i} = {' & '.join(conditions)}  # {piece.label}")
-        lines.append(f"    x{i} = torch.where(in{i}, log_r, {midpoint(piece)!r})")
-        lines.append(f"    y{i} = {print_torch(piece.expr, {LOG_R: f'x{i}'})}")
-        results.append(i)
-    out = f"y{results[-1]}"
-    for i in reversed(results[:-1]):
+    # Each form is computed once, on the points of its own regions; other points are moved to a
+    # safe point inside a region of that form, so an overflow elsewhere can poison neither the
+    # value nor the gradient (torch.where passes 0 * inf = nan gradients otherwise).
+    for i, (expr, pieces) in enumerate(forms.items()):
+        regions = " | ".join(
+            f"({_condition(p)})" if len(pieces) > 1 else _condition(p) for p in pieces
+        )
+        where = ", ".join(f"[{p.low}, {p.high})" for p in pieces)
+        lines.append(f"    # {pieces[0].label} on {where}")
+        lines.append(f"    in{i} = {regions}")
+        lines.append(f"    x{i} = torch.where(in{i}, log_r, {midpoint(pieces[0])!r})")
+        lines.append(f"    y{i} = {print_torch(expr, {LOG_R: f'x{i}'})}")
+    out = f"y{len(forms) - 1}"
+    for i in reversed(range(len(forms) - 1)):
         out = f"torch.where(in{i}, y{i}, {out})"
     lines.append(f"    return {out}")
     return "\n".join(lines) + "\n"

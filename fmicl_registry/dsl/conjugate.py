@@ -63,15 +63,18 @@ def fenchel_young_holds(fstar: sp.Expr, f: sp.Expr, first: sp.Expr) -> bool:
 
 def _within(expr: sp.Expr, domain: sp.Interval) -> sp.Expr:
     """Simplify knowing ``t`` lies in the domain: ``Abs(t - 1)`` becomes ``1 - t`` for t < 1."""
-    facts = []
-    if domain.inf.is_finite:
-        facts.append(sp.Q.gt(T, domain.inf))
     if domain.sup.is_finite:
-        facts.append(sp.Q.lt(T, domain.sup))
-    if not facts:
+        gap = domain.sup - T  # positive inside the domain
+    elif domain.inf.is_finite:
+        gap = T - domain.inf
+    else:
         return expr
-    refined = attempt(lambda: sp.simplify(sp.refine(expr, sp.And(*facts))), 3.0)
-    return expr if refined is None else refined
+    s = sp.Symbol("s", positive=True)
+    inside = expr.subs(T, domain.sup - s if domain.sup.is_finite else domain.inf + s)
+    refined = attempt(lambda: sp.simplify(sp.simplify(inside).subs(s, gap)), 3.0)
+    if refined is None or sp.count_ops(refined) >= sp.count_ops(expr):
+        return expr
+    return refined
 
 
 def closed_form(f: sp.Expr, first: sp.Expr, domain: sp.Interval | None = None) -> Conjugate:

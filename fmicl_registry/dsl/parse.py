@@ -173,7 +173,8 @@ class _Builder:
                 f"operator {type(node.op).__name__} is not allowed; use + - * / **", node
             )
         if isinstance(node.op, ast.Div) and right.is_zero:
-            raise self.fail("division by zero", node)
+            slash = ast.Constant(0, col_offset=self.operator_column(node))
+            raise self.fail("division by zero", slash)
         return self.checked(op(left, right), node)
 
     def operator_column(self, node: ast.BinOp) -> int:

@@ -171,6 +171,14 @@ def _log1p_form(expr: sp.Expr) -> sp.Expr:
     )
 
 
+def _reciprocal_log1p_form(expr: sp.Expr) -> sp.Expr:
+    """``log(A)`` as ``-log1p(1/A - 1)``: exact near ``A = 1`` and finite where ``A -> 0``."""
+    return expr.replace(
+        lambda n: isinstance(n, sp.log) and not n.args[0].is_number,
+        lambda n: -log1p(sp.factor(sp.cancel(1 / n.args[0] - 1))),
+    )
+
+
 _FORMS: tuple[tuple[str, Callable[[sp.Expr], sp.Expr]], ...] = (
     ("as derived", lambda e: e),
     ("factored", sp.factor),
@@ -179,6 +187,7 @@ _FORMS: tuple[tuple[str, Callable[[sp.Expr], sp.Expr]], ...] = (
     ("exp form", lambda e: sp.simplify(e.rewrite(sp.exp))),
     ("log1p", _log1p_form),
     ("log1p factored", lambda e: sp.factor(_log1p_form(e))),
+    ("log1p of the reciprocal", _reciprocal_log1p_form),
 )
 
 
@@ -190,8 +199,11 @@ def candidates(term_u: sp.Expr) -> list[tuple[str, sp.Expr]]:
     """Equivalent forms of ``term_u`` (a function of ``u``) as functions of ``log_r``."""
     found: list[tuple[str, sp.Expr]] = []
     seen: set[sp.Expr] = set()
-    for mirrored in (False, True):
-        base = sp.simplify(term_u.subs(U, 1 / _V)) if mirrored else term_u
+    mirror = term_u.subs(U, 1 / _V)
+    bases = [(term_u, False), (mirror, True), (attempt(lambda: sp.simplify(mirror), 2.0), True)]
+    for base, mirrored in bases:
+        if base is None:
+            continue
         var = _V if mirrored else U
         to_log_r = sp.exp(-LOG_R) if mirrored else sp.exp(LOG_R)
         for label, form in _FORMS:
@@ -246,12 +258,62 @@ def measure(expr: sp.Expr, want: np.ndarray, want_grad: np.ndarray) -> np.ndarra
         return np.full(GRID.shape, np.inf)
     got = y.detach().double().numpy()
     got_grad = grad.double().numpy()
-    return np.maximum(_relative_error(got, want), _relative_error(got_grad, want_grad))
+    error = np.maximum(_relative_error(got, want), _relative_error(got_grad, want_grad))
+    return np.maximum(error, _half_precision_failures(expr, want, want_grad))
+
+
+def _half_precision_failures(expr: sp.Expr, want: np.ndarray, want_grad: np.ndarray) -> np.ndarray:
+    """``inf`` where a form is not finite in bfloat16 although the exact value fits.
+
+    bfloat16 has float32's range but 8 bits of mantissa, so an intermediate can round to an
+    exact 0 or 1 that float32 keeps apart and a later log or division turns into infinity.
+    (float16 is not asked for: its range ends at 65504, and forms good in float32 over
+    [-80, 80] are bound to overflow in it; computing the terms in float16 is not supported.)
+    """
+    failures = np.zeros(GRID.shape)
+    for dtype in (torch.bfloat16,):
+        fits = 0.5 * torch.finfo(dtype).max
+        ok = (np.abs(want) <= fits) & (np.abs(want_grad) <= fits)
+        x = torch.tensor(GRID, dtype=dtype, requires_grad=True)
+        try:
+            y = torch_eval(expr, {LOG_R: x})
+            (grad,) = torch.autograd.grad(y.sum(), x)
+        except (NotImplementedError, RuntimeError):
+            return np.full(GRID.shape, np.inf)
+        finite = torch.isfinite(y.detach()).numpy() & torch.isfinite(grad).numpy()
+        failures = np.where(ok & ~finite, np.inf, failures)
+    return failures
 
 
 def _segments() -> list[tuple[float, float]]:
     edges = [-np.inf, *BREAKS, np.inf]
     return list(itertools.pairwise(edges))
+
+
+def _cover(table: np.ndarray) -> list[int]:
+    """A form per segment, using as few distinct forms as the tolerance allows.
+
+    Greedy set cover: take the form that is accurate on the most segments still uncovered
+    (ties: the smaller worst error there); segments no form covers get their most accurate one.
+    Fewer distinct forms means fewer tensors computed per call.
+    """
+    good = table <= TOLERANCE
+    chosen = [-1] * table.shape[1]
+    left = set(range(table.shape[1]))
+    while left:
+        columns = sorted(left)
+        counts = good[:, columns].sum(axis=1)
+        if counts.max() == 0:
+            for s in columns:
+                chosen[s] = int(table[:, s].argmin())
+            break
+        worst = table[:, columns].max(axis=1)
+        best = int(np.lexsort((worst, -counts))[0])
+        for s in columns:
+            if good[best, s]:
+                chosen[s] = best
+                left.discard(s)
+    return chosen
 
 
 def choose(term_u: sp.Expr) -> StableTerm:
@@ -266,12 +328,7 @@ def choose(term_u: sp.Expr) -> StableTerm:
     masks = [(lo <= GRID) & (hi > GRID) for lo, hi in segments]
     table = np.array([[err[m].max(initial=0.0) for m in masks] for err in errors])
 
-    failures = (table > TOLERANCE).sum(axis=1)
-    primary = int(np.lexsort((table.max(axis=1), failures))[0])
-    chosen = [
-        primary if table[primary, s] <= TOLERANCE else int(table[:, s].argmin())
-        for s in range(len(segments))
-    ]
+    chosen = _cover(table)
     pieces: list[Piece] = []
     for (lo, hi), k in zip(segments, chosen, strict=True):
         if pieces and pieces[-1].label == options[k][0]:
@@ -280,20 +337,6 @@ def choose(term_u: sp.Expr) -> StableTerm:
             pieces.append(Piece(lo, hi, options[k][1], options[k][0]))
     worst = max(table[k, s] for s, k in enumerate(chosen))
     return StableTerm(exact, tuple(pieces), float(worst))
-
-
-def evaluate_pieces(pieces: tuple[Piece, ...], log_r: torch.Tensor) -> torch.Tensor:
-    """Evaluate pieces with the tree evaluator (the compiled module does the same in code)."""
-    if len(pieces) == 1:
-        return torch_eval(pieces[0].expr, {LOG_R: log_r})
-    out = None
-    for piece in reversed(pieces):
-        inside = (log_r >= piece.low) & (log_r < piece.high)
-        safe = torch.where(inside, log_r, midpoint(piece))
-        value = torch_eval(piece.expr, {LOG_R: safe})
-        out = value if out is None else torch.where(inside, value, out)
-    assert out is not None
-    return out
 
 
 def midpoint(piece: Piece) -> float:

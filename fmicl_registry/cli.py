@@ -1,0 +1,394 @@
+"""The ``fmicl`` command line: list, show, derive and check f-divergences.
+
+Heavy modules (torch, sympy, the library itself) are imported inside the commands, so that
+``fmicl --help`` stays as fast as the package import allows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .divergence import Divergence
+
+Number = int | float | Fraction
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_REGISTERED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+class SpecError(click.ClickException):
+    """A divergence that cannot be defined: one message on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+class _Group(click.Group):
+    """Turns the library's ``DivergenceSpecError`` into a clean error (unless ``--debug``)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from .errors import DivergenceSpecError
+
+        try:
+            return super().invoke(ctx)
+        except DivergenceSpecError as err:
+            if ctx.params.get("debug"):
+                raise
+            raise SpecError(str(err)) from None
+
+
+# ------------------------------------------------------------------ parameters
+
+
+def parse_number(text: str) -> Number:
+    """An int, float or fraction ``"3/2"`` from text; ValueError when it is none of them."""
+    text = text.strip()
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    if re.fullmatch(r"[+-]?\d+\s*/\s*\d+", text):
+        try:
+            return Fraction(text.replace(" ", ""))
+        except ZeroDivisionError:
+            raise ValueError("division by zero") from None
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("not finite")
+    return value
+
+
+def _parse_params(
+    ctx: click.Context, param: click.Parameter, values: Sequence[str]
+) -> dict[str, Number]:
+    parsed: dict[str, Number] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not _NAME.fullmatch(name):
+            raise click.BadParameter(f"{item!r} is not of the form name=value, e.g. a=1.5")
+        if name in parsed:
+            raise click.BadParameter(f"{item!r}: parameter {name!r} is given twice")
+        try:
+            parsed[name] = parse_number(raw)
+        except ValueError:
+            raise click.BadParameter(
+                f"{item!r}: the value {raw!r} is not a finite number "
+                "(an int, a float or a fraction like 3/2)"
+            ) from None
+    return parsed
+
+
+def _param_option(function: Any) -> Any:
+    return click.option(
+        "--param",
+        "-p",
+        "params",
+        multiple=True,
+        metavar="NAME=VALUE",
+        callback=_parse_params,
+        help="A parameter value (int, float or fraction like 3/2); repeatable.",
+    )(function)
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    console = Console(markup=False, emoji=False, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped or captured output: do not fold long formulas at 80 columns.
+        console = Console(markup=False, emoji=False, highlight=False, width=160)
+    return console
+
+
+def _domain_text(low: str, high: str, left_open: bool, right_open: bool) -> str:
+    return f"{'(' if left_open else '['}{low}, {high}{')' if right_open else ']'}"
+
+
+def _bound(value: float) -> str:
+    return {math.inf: "inf", -math.inf: "-inf"}.get(value, f"{value:g}")
+
+
+def _conjugate_text(d: Divergence) -> str:
+    """The closed form that ``f_star`` runs, else ``"numeric"``."""
+    return str(d.conjugate) if d.conjugate_closed_form and d.conjugate is not None else "numeric"
+
+
+def _conjugate_kind(d: Divergence) -> str:
+    kind = "closed form" if d.conjugate_closed_form else "numeric"
+    method = d.conjugate_method
+    return method if method.startswith(kind) else f"{kind}: {method}"
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
+def _jsonable(value: Any) -> Any:
+    """Strict-JSON data: infinite floats become ``"inf"``/``"-inf"``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return _bound(value) if math.isinf(value) else "nan"
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(_jsonable(data), indent=2, allow_nan=False))
+
+
+def _describe(d: Divergence) -> dict[str, Any]:
+    data = d.describe()
+    data["conjugate_domain_text"] = _domain_text(**data["conjugate_domain"])
+    data["source_code"] = d.source_code
+    return data
+
+
+def _print_divergence(d: Divergence) -> None:
+    from rich.syntax import Syntax
+    from rich.table import Table
+    from rich.text import Text
+
+    console = _console()
+    info = d.describe()
+    header = Text(d.name, style="bold")
+    if d.description:
+        header.append(f" - {d.description}")
+    console.print(header)
+    if d.reference:
+        console.print(f"reference: {d.reference}")
+    console.print(f"source: {d.source}")
+
+    console.print(Text("Derived forms", style="bold"))
+    forms = Table(show_header=False)
+    forms.add_column("form", style="bold", no_wrap=True)
+    forms.add_column("value", overflow="fold")
+    rows = [
+        ("text", d.text),
+        ("params", _params_text(d.params) or "none"),
+        ("normalize", f"yes (subtracted f(1) = {d.shift})" if d.normalize else "no"),
+        ("f(u)", info["generator"]),
+        ("f'(u)", info["derivative"]),
+        ("f''(u)", info["second_derivative"]),
+        ("f*(t)", info["conjugate"] or "no closed form found"),
+        ("f* computed by", _conjugate_kind(d)),
+        ("domain of f*", _domain_text(**info["conjugate_domain"])),
+        ("convexity", d.convexity),
+        ("positive term", f"f'(exp(log_r)) = {info['positive_term']}"),
+        ("negative term", f"f*(f'(exp(log_r))) = {info['negative_term']}"),
+    ]
+    for key, value in rows:
+        forms.add_row(key, value)
+    console.print(forms)
+
+    console.print(
+        Text("Stable pieces", style="bold"),
+        "(float32 error: worst relative, value and gradient, log_r in [-80, 80])",
+    )
+    pieces = Table()
+    pieces.add_column("term", no_wrap=True)
+    pieces.add_column("log_r range", no_wrap=True)
+    pieces.add_column("form", overflow="fold")
+    pieces.add_column("how")
+    pieces.add_column("float32 error", no_wrap=True)
+    for term, chosen in d.pieces.items():
+        for i, (low, high, form, how) in enumerate(chosen):
+            span = f"{'(' if low == -math.inf else '['}{_bound(low)}, {_bound(high)})"
+            error = f"{d.accuracy[term]:.2e}" if i == 0 else ""
+            pieces.add_row(term if i == 0 else "", span, form, how, error)
+    console.print(pieces)
+
+    console.print(Text("Compiled torch module", style="bold"))
+    if console.is_terminal:
+        console.print(Syntax(d.source_code, "python", line_numbers=False))
+    else:
+        click.echo(d.source_code, nl=False)
+
+
+# ------------------------------------------------------------------ commands
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="fmicl")
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+def cli(debug: bool) -> None:
+    """f-MICL f-divergences: list the registry, show derivations, define and check your own."""
+
+
+@cli.group()
+def divergences() -> None:
+    """Registered and ad-hoc f-divergences."""
+
+
+@divergences.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_command(as_json: bool) -> None:
+    """List every registered divergence with its generator and conjugate.
+
+    Derives each one (a few seconds the first time; cached on disk afterwards).
+    """
+    from rich.table import Table
+
+    from .errors import DivergenceSpecError
+    from .registry import registry
+
+    rows: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for name, spec in sorted(registry().divergences.items()):
+        row: dict[str, Any] = {
+            "name": name,
+            "generator": spec.generator,
+            "params": dict(spec.params),
+            "normalize": spec.normalize,
+            "plugin": spec.plugin,
+            "description": spec.description,
+        }
+        try:
+            d = spec.build()
+        except DivergenceSpecError as err:
+            failed.append(name)
+            row.update(error=str(err), conjugate=None, conjugate_closed_form=None)
+            row.update(conjugate_domain=None)
+        else:
+            domain = d.describe()["conjugate_domain"]
+            row.update(
+                conjugate=_conjugate_text(d),
+                conjugate_closed_form=d.conjugate_closed_form,
+                conjugate_domain=_domain_text(**domain),
+            )
+        rows.append(row)
+
+    if as_json:
+        _echo_json(rows)
+    else:
+        table = Table()
+        for column in ("name", "generator f(u)", "params", "conjugate f*(t)", "domain", "plugin"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(
+                row["name"],
+                row["generator"],
+                _params_text(row["params"]),
+                row["conjugate"] or f"error: {row['error']}",
+                row["conjugate_domain"] or "",
+                row["plugin"],
+            )
+        console = _console()
+        console.print("Registered f-divergences")
+        console.print(table)
+    if failed:
+        click.echo(f"error: could not derive {', '.join(failed)}", err=True)
+        click.get_current_context().exit(1)
+
+
+@divergences.command()
+@click.argument("name")
+@_param_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def show(name: str, params: dict[str, Number], as_json: bool) -> None:
+    """Show every derived form of the registered divergence NAME and its compiled code."""
+    from .registry import get_divergence
+
+    d = get_divergence(name, **params)
+    if as_json:
+        _echo_json(_describe(d))
+    else:
+        _print_divergence(d)
+
+
+@divergences.command()
+@click.argument("expr", metavar="EXPR")
+@_param_option
+@click.option("--normalize", is_flag=True, help="Subtract f(1) instead of refusing f(1) != 0.")
+@click.option("--name", default=None, help="A label for the divergence (default: EXPR).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def derive(
+    expr: str, params: dict[str, Number], normalize: bool, name: str | None, as_json: bool
+) -> None:
+    """Derive an ad-hoc divergence from its generator f(u), e.g. "(u-1)**2/(u+1)".
+
+    The text is parsed safely, never evaluated.
+    """
+    from .divergence import define_divergence
+
+    d = define_divergence(expr, name=name, params=params, normalize=normalize)
+    if as_json:
+        _echo_json(_describe(d))
+    else:
+        _print_divergence(d)
+
+
+@cli.command()
+@click.argument("target", metavar='NAME-or-"EXPR"')
+@_param_option
+@click.option("--normalize", is_flag=True, help="For an EXPR: subtract f(1).")
+@click.option(
+    "--max-examples",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Hypothesis examples per property.",
+)
+def check(target: str, params: dict[str, Number], normalize: bool, max_examples: int) -> None:
+    """Run the property checks on a registered divergence or a generator expression.
+
+    Prints PASS or FAIL per property; exits 0 when all pass and 1 when any fails.
+    """
+    from .divergence import define_divergence
+    from .errors import DivergenceSpecError
+    from .registry import registry
+
+    specs = registry().divergences
+    if target in specs:
+        if normalize:
+            raise click.UsageError(f"--normalize applies to an expression, not to {target!r}")
+        d = specs[target].build(**params)
+    else:
+        try:
+            d = define_divergence(target, params=params, normalize=normalize)
+        except DivergenceSpecError:
+            if _REGISTERED_NAME.fullmatch(target):
+                registry().divergence(target)  # the "did you mean" error
+            raise
+
+    from .testing import check_divergence
+
+    report = check_divergence(d, max_examples=max_examples, raise_on_failure=False)
+    click.echo(f"checking {d.name}: f(u) = {d.generator}")
+    for result in report.results:
+        if result.passed:
+            click.echo(f"PASS  {result.name}")
+        else:
+            click.echo(f"FAIL  {result.name}")
+            for line in str(result.detail).splitlines():
+                click.echo(f"      {line}")
+    failures = sum(not r.passed for r in report.results)
+    total = len(report.results)
+    if report.passed:
+        click.echo(f"all {total} properties passed")
+    else:
+        click.echo(f"{failures} of {total} properties failed")
+        click.get_current_context().exit(1)
+
+
+def main() -> None:
+    """The ``fmicl`` console script."""
+    cli(prog_name="fmicl")
+
+
+if __name__ == "__main__":
+    main()
