@@ -14,9 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $(STAMP)
 
-## demo: the main job on its embedded default
+## demo: until the training pipeline lands, the most useful thing the library does:
+## derive the catalog, derive and show a generator given as text, and property-check one.
 demo: $(STAMP)
-	$(BIN)/fmicl demo
+	$(BIN)/fmicl divergences list
+	$(BIN)/fmicl divergences derive "(u-1)**2/(u+1)" --name vlc_from_text
+	$(BIN)/fmicl check js
 
 ## test: lint, type-check, then the whole test suite
 test: lint

@@ -6,19 +6,52 @@ The public API::
     d = fm.define_divergence("u*log(u)", name="my_kl")   # from text, safely
     d = fm.get_divergence("js")                          # from the registry
     fm.list_divergences()                                # registered names
+
+Importing the package is cheap: torch and sympy load on first use of a name that needs them.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .divergence import Divergence, define_divergence
 from .errors import DivergenceSpecError
 from .hookspecs import hookimpl
-from .registry import (
-    DivergenceSpec,
-    get_divergence,
-    list_divergences,
-    load_divergence_spec,
-    registry,
-)
+
+if TYPE_CHECKING:
+    from .components import (
+        DivergenceSpec,
+        get_divergence,
+        list_divergences,
+        load_divergence_spec,
+        registry,
+    )
+    from .divergence import Divergence, define_divergence
+
+_LAZY = {
+    "Divergence": "divergence",
+    "define_divergence": "divergence",
+    "DivergenceSpec": "components",
+    "get_divergence": "components",
+    "list_divergences": "components",
+    "load_divergence_spec": "components",
+    "registry": "components",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fmicl_registry' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Divergence",

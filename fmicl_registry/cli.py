@@ -243,8 +243,8 @@ def list_command(as_json: bool) -> None:
     """
     from rich.table import Table
 
+    from .components import registry
     from .errors import DivergenceSpecError
-    from .registry import registry
 
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
@@ -301,7 +301,7 @@ def list_command(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def show(name: str, params: dict[str, Number], as_json: bool) -> None:
     """Show every derived form of the registered divergence NAME and its compiled code."""
-    from .registry import get_divergence
+    from .components import get_divergence
 
     d = get_divergence(name, **params)
     if as_json:
@@ -348,9 +348,9 @@ def check(target: str, params: dict[str, Number], normalize: bool, max_examples:
 
     Prints PASS or FAIL per property; exits 0 when all pass and 1 when any fails.
     """
+    from .components import registry
     from .divergence import define_divergence
     from .errors import DivergenceSpecError
-    from .registry import registry
 
     specs = registry().divergences
     if target in specs:

@@ -319,7 +319,7 @@ def define_divergence(
     memo_key = (expr, normalize)
     compiled = _MEMO.get(memo_key)
     if compiled is None:
-        compiled = compile_generator(expr, normalize=normalize, title=title, text=generator)
+        compiled = compile_generator(expr, normalize=normalize, text=generator)
         _MEMO[memo_key] = compiled
     plain = {k: _plain(v) for k, v in values.items()}
     for key, value in plain.items():

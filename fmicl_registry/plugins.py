@@ -83,6 +83,6 @@ def reset() -> None:
     """Forget the manager (and everything registered); the next use loads plugins again."""
     global _manager
     _manager = None
-    from .registry import clear
+    from .components import clear
 
     clear()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from importlib.resources import as_file, files
 from typing import Any
 
+from fmicl_registry.components import load_divergence_spec
 from fmicl_registry.hookspecs import hookimpl
-from fmicl_registry.registry import load_divergence_spec
 
 
 @hookimpl

@@ -27,7 +27,7 @@ def register_plugin(pm: Any, name: str, **hooks: Any) -> None:
     for hook in hooks.values():
         fm.hookimpl(hook)
     pm.register(SimpleNamespace(**hooks), name=name)
-    from fmicl_registry.registry import clear
+    from fmicl_registry.components import clear
 
     clear()
 
@@ -122,7 +122,7 @@ def test_a_plugin_that_raises_is_skipped_with_a_warning(
     with pytest.warns(plugins.PluginWarning, match="'broken' failed.*boom"):
         names = fm.list_divergences()
     assert "kl" in names
-    from fmicl_registry.registry import clear
+    from fmicl_registry.components import clear
 
     clear()
     monkeypatch.setenv("FMICL_STRICT_PLUGINS", "1")
