@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import sympy as sp
 import torch
 
+from .dsl.budget import OutOfTime, time_budget
 from .dsl.compile import Compiled, compile_generator
 from .dsl.conjugate import numeric_conjugate
 from .dsl.parse import check_parameter_name, exact_number, parse_expression
@@ -21,6 +23,16 @@ from .errors import DivergenceSpecError
 
 Tensor = torch.Tensor
 _MEMO: dict[tuple[Any, ...], Compiled] = {}
+#: The float32 relative error (value and gradient) the composed terms are held to.
+ACCURACY_TARGET = 1e-5
+
+
+class AccuracyWarning(UserWarning):
+    """The composed terms of a divergence miss the float32 accuracy target somewhere."""
+
+
+#: The most one definition may take (parse, derive, check, choose forms, compile).
+DEFINITION_SECONDS = 15
 
 
 class Divergence:
@@ -319,8 +331,26 @@ def define_divergence(
     memo_key = (expr, normalize)
     compiled = _MEMO.get(memo_key)
     if compiled is None:
-        compiled = compile_generator(expr, normalize=normalize, text=generator)
+        try:
+            with time_budget(DEFINITION_SECONDS):
+                compiled = compile_generator(expr, normalize=normalize, text=generator)
+        except OutOfTime:
+            raise DivergenceSpecError(
+                f"deriving this generator took more than {DEFINITION_SECONDS} s and was stopped; "
+                "simplify it (sympy could not handle it in time)",
+                text=generator,
+            ) from None
         _MEMO[memo_key] = compiled
+    worst = max(compiled.positive.max_rel_error, compiled.negative.max_rel_error)
+    if worst > ACCURACY_TARGET:
+        warnings.warn(
+            f"divergence {title!r}: no form found keeps the float32 composed terms within "
+            f"{ACCURACY_TARGET:g} relative error everywhere on log_r in [-80, 80] (worst: "
+            f"{worst:.1e}, value or gradient); Divergence.pieces and `fmicl divergences show` "
+            "say where",
+            AccuracyWarning,
+            stacklevel=2,
+        )
     plain = {k: _plain(v) for k, v in values.items()}
     for key, value in plain.items():
         if isinstance(value, float) and not math.isfinite(value):

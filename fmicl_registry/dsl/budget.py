@@ -1,8 +1,10 @@
-"""A wall-clock budget for sympy steps that can run long on unlucky input.
+"""Wall-clock budgets for steps that can run long on unlucky input.
 
 ``solve``, ``simplify`` and ``limit`` are exact but unbounded. Each optional step runs under a
-budget; when it runs out the caller falls back to a numeric method. The budget uses SIGALRM, so
-it applies in the main thread of a Unix process; elsewhere the step simply runs unbounded.
+budget; when it runs out the caller falls back to a numeric method. The whole definition of a
+divergence runs under an outer budget too, so no input keeps a caller waiting. Budgets nest:
+an inner one never outlives the one around it. They use SIGALRM, so they apply in the main
+thread of a Unix process; elsewhere the steps simply run unbounded.
 """
 
 from __future__ import annotations
@@ -10,34 +12,54 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+_deadlines: list[float] = []
+_previous_handler: Any = None
 
 
 class OutOfTime(Exception):
     """A budgeted step did not finish in time."""
 
 
+def _expire(signum: int, frame: object) -> None:
+    raise OutOfTime
+
+
+def _arm(deadline: float) -> None:
+    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 1e-3))
+
+
 @contextlib.contextmanager
 def time_budget(seconds: float) -> Iterator[None]:
     """Raise ``OutOfTime`` inside the block after ``seconds`` (main thread on Unix only)."""
+    global _previous_handler
     usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if not usable or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+    if not usable:
         yield
         return
-
-    def _expire(signum: int, frame: object) -> None:
-        raise OutOfTime
-
-    previous = signal.signal(signal.SIGALRM, _expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    if not _deadlines:
+        if signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+            yield  # someone else owns the timer: do not steal it
+            return
+        _previous_handler = signal.signal(signal.SIGALRM, _expire)
+    deadline = time.monotonic() + seconds
+    if _deadlines:
+        deadline = min(deadline, _deadlines[-1])
+    _deadlines.append(deadline)
+    _arm(deadline)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        _deadlines.pop()
+        if _deadlines:
+            _arm(_deadlines[-1])  # the outer budget goes on (and fires soon if it is spent)
+        else:
+            signal.signal(signal.SIGALRM, _previous_handler)
 
 
 def attempt(step: Callable[[], T], seconds: float) -> T | None:
@@ -45,5 +67,11 @@ def attempt(step: Callable[[], T], seconds: float) -> T | None:
     try:
         with time_budget(seconds):
             return step()
-    except (OutOfTime, NotImplementedError, RecursionError, ValueError, TypeError):
+    except OutOfTime:
+        if _deadlines and time.monotonic() >= _deadlines[-1]:
+            raise  # the outer budget is spent too: let it end the whole definition
+        return None
+    except (NotImplementedError, RecursionError, ValueError, TypeError, ArithmeticError):
+        return None
+    except Exception:  # sympy raises many private exception types when it gives up
         return None

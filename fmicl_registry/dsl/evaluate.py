@@ -53,8 +53,41 @@ def _real(value: Any) -> Any:
     return value
 
 
+#: Magnitudes saturate at 2**MAX_BITS (far beyond float64). Without this cap mpmath would
+#: faithfully compute exp(exp(1e8)), a number with 10**43 digits, and never return.
+MAX_BITS = 4096
+HUGE = mpmath.mpf(2) ** MAX_BITS
+
+
+def _capped(value: Any) -> Any:
+    if isinstance(value, mpmath.mpf | mpmath.mpc) and mpmath.isfinite(value) and value != 0:
+        if mpmath.mag(value) > MAX_BITS:
+            if isinstance(value, mpmath.mpc):
+                return value / abs(value) * HUGE
+            return HUGE if value > 0 else -HUGE
+    return value
+
+
+def _const(value: Any) -> Callable[[Any], Any]:
+    return lambda x: value
+
+
+# exp-like functions far out: (value for x > MAX_BITS, value for x < -MAX_BITS).
+_EXP_LIKE: dict[type, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    sp.exp: (_const(HUGE), _const(mpmath.mpf(0))),
+    sp.sinh: (_const(HUGE), _const(-HUGE)),
+    sp.cosh: (_const(HUGE), _const(HUGE)),
+    softplus: (lambda x: x, _const(mpmath.mpf(0))),
+    expm1: (_const(HUGE), _const(mpmath.mpf(-1))),
+}
+
+
 def mp_eval(expr: sp.Expr, env: Mapping[sp.Symbol, Any]) -> Any:
-    """Evaluate ``expr`` with mpmath at the current ``mpmath.mp.dps``; complex results are kept."""
+    """Evaluate ``expr`` with mpmath at the current ``mpmath.mp.dps``; complex results are kept.
+
+    Magnitudes saturate at ``HUGE = 2**MAX_BITS``: a generator that grows like ``exp(exp(u))``
+    is evaluated, not computed to 10**43 digits.
+    """
     if expr.is_Symbol:
         return env[expr]
     if expr.is_Number or expr.is_NumberSymbol:
@@ -67,16 +100,27 @@ def mp_eval(expr: sp.Expr, env: Mapping[sp.Symbol, Any]) -> Any:
         return mpmath.mpf(sp.Float(expr, mpmath.mp.dps + 5))
     args = [mp_eval(a, env) for a in expr.args]
     if expr.is_Add:
-        return mpmath.fsum(args)
+        return _capped(mpmath.fsum(args))
     if expr.is_Mul:
-        return mpmath.fprod(args)
+        return _capped(mpmath.fprod(args))
     if expr.is_Pow:
         base, exponent = args
-        return mpmath.power(base, exponent)
-    func = _MP_FUNCS.get(type(expr))
+        if base != 0 and mpmath.isfinite(base) and mpmath.isfinite(exponent):
+            real_exponent = exponent.real if isinstance(exponent, mpmath.mpc) else exponent
+            if abs(real_exponent) * abs(mpmath.log(abs(base), 2)) > MAX_BITS:
+                grows = (abs(base) > 1) == (real_exponent > 0)
+                return HUGE if grows else mpmath.mpf(0)
+        return _capped(mpmath.power(base, exponent))
+    kind = type(expr)
+    func = _MP_FUNCS.get(kind)
     if func is None:
-        raise NotImplementedError(f"cannot evaluate {type(expr).__name__} numerically")
-    return func(*args)
+        raise NotImplementedError(f"cannot evaluate {kind.__name__} numerically")
+    if kind in _EXP_LIKE:
+        x = args[0].real if isinstance(args[0], mpmath.mpc) else args[0]
+        if mpmath.isfinite(x) and abs(x) > MAX_BITS:
+            high, low = _EXP_LIKE[kind]
+            return (high if x > 0 else low)(x)
+    return _capped(func(*args))
 
 
 def torch_eval(expr: sp.Expr, env: Mapping[sp.Symbol, torch.Tensor]) -> torch.Tensor:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,6 +63,8 @@ BREAKS = (
     20.0,
     40.0,
 )
+#: Time allowed for writing candidate forms of one term (each form gets at most a second).
+CANDIDATE_SECONDS = 3.0
 _FLOAT32_MAX = 3.0e38
 _TINY = 1e-30
 
@@ -110,11 +113,16 @@ def _stable_add(expr: sp.Expr) -> sp.Expr:
     constant = sum((t for t in terms if t.is_number), sp.Integer(0))
     if constant == 0:
         return expr
-    for i, term in enumerate(terms):
-        found = _exp_term(term)
-        if found and sp.simplify(found[0] + constant) == 0:
+    exps = {i: found for i, t in enumerate(terms) if (found := _exp_term(t))}
+    # c + k1 e^z1 + k2 e^z2 with c = -(k1 + k2): each k e^z becomes k expm1(z), the constant
+    # vanishes and no two terms cancel near z = 0. Else one term whose k matches -c.
+    if exps and sp.simplify(sum(k for k, _ in exps.values()) + constant) == 0:
+        rest = [t for j, t in enumerate(terms) if j not in exps and not t.is_number]
+        return sp.Add(*(k * expm1(z) for k, z in exps.values()), *rest)
+    for i, (k, z) in exps.items():
+        if sp.simplify(k + constant) == 0:
             rest = [t for j, t in enumerate(terms) if j != i and not t.is_number]
-            return sp.Add(found[0] * expm1(found[1]), *rest)
+            return sp.Add(k * expm1(z), *rest)
     return expr
 
 
@@ -199,6 +207,7 @@ def candidates(term_u: sp.Expr) -> list[tuple[str, sp.Expr]]:
     """Equivalent forms of ``term_u`` (a function of ``u``) as functions of ``log_r``."""
     found: list[tuple[str, sp.Expr]] = []
     seen: set[sp.Expr] = set()
+    stop = time.monotonic() + CANDIDATE_SECONDS
     mirror = term_u.subs(U, 1 / _V)
     bases = [(term_u, False), (mirror, True), (attempt(lambda: sp.simplify(mirror), 2.0), True)]
     for base, mirrored in bases:
@@ -207,10 +216,12 @@ def candidates(term_u: sp.Expr) -> list[tuple[str, sp.Expr]]:
         var = _V if mirrored else U
         to_log_r = sp.exp(-LOG_R) if mirrored else sp.exp(LOG_R)
         for label, form in _FORMS:
-            shaped = attempt(functools.partial(form, base), 2.0)
+            if time.monotonic() > stop:
+                break  # enough forms for a pathological term: measure what there is
+            shaped = attempt(functools.partial(form, base), 1.0)
             if shaped is None:
                 continue
-            expr = attempt(functools.partial(_in_log_r, shaped, var, to_log_r), 2.0)
+            expr = attempt(functools.partial(_in_log_r, shaped, var, to_log_r), 1.0)
             if expr is None:
                 continue
             name = label + (" (in 1/u)" if mirrored else "")

@@ -96,3 +96,26 @@ def test_generators_beyond_the_catalog(
             neg = float(d.negative_term(torch.tensor(x, dtype=torch.float64)))
             assert pos == pytest.approx(float(fp), rel=1e-9, abs=1e-12)
             assert neg == pytest.approx(float(uu * fp - f(uu)), rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("text", ["exp(exp(u))", "u**64*exp(u**64)", "exp(exp(exp(u)))"])
+def test_explosive_generators_finish_in_bounded_time(text: str) -> None:
+    import time
+    import warnings
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            fm.define_divergence(text, normalize=True)
+        except fm.DivergenceSpecError as err:
+            assert "took more than" in str(err)
+    assert time.perf_counter() - start < 25
+
+
+def test_inaccurate_terms_are_reported() -> None:
+    from fmicl_registry.divergence import AccuracyWarning
+
+    with pytest.warns(AccuracyWarning, match="relative error"):
+        d = fm.define_divergence("exp(u) - E")
+    assert max(d.accuracy.values()) > 1e-5
