@@ -60,12 +60,17 @@ HUGE = mpmath.mpf(2) ** MAX_BITS
 
 
 def _capped(value: Any) -> Any:
-    if isinstance(value, mpmath.mpf | mpmath.mpc) and mpmath.isfinite(value) and value != 0:
-        if mpmath.mag(value) > MAX_BITS:
-            if isinstance(value, mpmath.mpc):
-                return value / abs(value) * HUGE
-            return HUGE if value > 0 else -HUGE
-    return value
+    big = (
+        isinstance(value, mpmath.mpf | mpmath.mpc)
+        and mpmath.isfinite(value)
+        and value != 0
+        and mpmath.mag(value) > MAX_BITS
+    )
+    if not big:
+        return value
+    if isinstance(value, mpmath.mpc):
+        return value / abs(value) * HUGE
+    return HUGE if value > 0 else -HUGE
 
 
 def _const(value: Any) -> Callable[[Any], Any]:
