@@ -41,7 +41,7 @@ _TORCH_FUNCS: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {
     sp.tanh: torch.tanh,
     sp.atan: torch.atan,
     sp.asinh: torch.asinh,
-    softplus: torch.nn.functional.softplus,
+    softplus: lambda z: torch.nn.functional.softplus(z, beta=1.0, threshold=40.0),
     log1p: torch.log1p,
     expm1: ops.expm1,
 }

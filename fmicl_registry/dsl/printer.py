@@ -22,7 +22,7 @@ _FUNCTIONS: dict[type, str] = {
     sp.tanh: "torch.tanh",
     sp.atan: "torch.atan",
     sp.asinh: "torch.asinh",
-    softplus: "F.softplus",
+    softplus: "_softplus",  # F.softplus with a float64-exact threshold, see below
     log1p: "torch.log1p",
     expm1: "ops.expm1",
 }
@@ -121,4 +121,8 @@ def _print(expr: sp.Expr, names: dict[sp.Symbol, str]) -> tuple[str, int]:
     if function is None:
         raise UnprintableError(f"torch has no function for {type(expr).__name__}")
     inner = ", ".join(_print(a, names)[0] for a in expr.args)
+    if function == "_softplus":
+        # The default threshold (20) returns x itself above 20: exact in float32, 1e-10 off in
+        # float64. Above 40, x is exact in float64 too.
+        return f"F.softplus({inner}, beta=1.0, threshold=40.0)", _ATOM
     return f"{function}({inner})", _ATOM
