@@ -65,7 +65,9 @@ BREAKS = (
 )
 #: Time allowed for writing candidate forms of one term (each form gets at most a second).
 CANDIDATE_SECONDS = 3.0
-_FLOAT32_MAX = 3.0e38
+#: Values within a factor 8 of float32's largest (3.4e38) are not held to the target: a form
+#: like exp(2x)/2 overflows in its intermediate just before its result does.
+_FLOAT32_MAX = 3.4e38 / 8
 _TINY = 1e-30
 
 
