@@ -16,12 +16,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .errors import DivergenceSpecError
+from .errors import DivergenceSpecError, FmiclError, RegistryError
 from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from .components import (
+        ComponentSpec,
         DivergenceSpec,
+        get_component,
         get_divergence,
         list_divergences,
         load_divergence_spec,
@@ -32,7 +34,9 @@ if TYPE_CHECKING:
 _LAZY = {
     "Divergence": "divergence",
     "define_divergence": "divergence",
+    "ComponentSpec": "components",
     "DivergenceSpec": "components",
+    "get_component": "components",
     "get_divergence": "components",
     "list_divergences": "components",
     "load_divergence_spec": "components",
@@ -54,11 +58,15 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ComponentSpec",
     "Divergence",
     "DivergenceSpec",
     "DivergenceSpecError",
+    "FmiclError",
+    "RegistryError",
     "__version__",
     "define_divergence",
+    "get_component",
     "get_divergence",
     "hookimpl",
     "list_divergences",

@@ -35,14 +35,14 @@ class SpecError(click.ClickException):
 
 
 class _Group(click.Group):
-    """Turns the library's ``DivergenceSpecError`` into a clean error (unless ``--debug``)."""
+    """Turns the library's ``FmiclError`` into a clean error (unless ``--debug``)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from .errors import DivergenceSpecError
+        from .errors import FmiclError
 
         try:
             return super().invoke(ctx)
-        except DivergenceSpecError as err:
+        except FmiclError as err:
             if ctx.params.get("debug"):
                 raise
             raise SpecError(str(err)) from None

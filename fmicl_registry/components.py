@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .divergence import Divergence, define_divergence
 from .dsl.parse import check_parameter_name, exact_number
-from .errors import DivergenceSpecError
+from .errors import DivergenceSpecError, RegistryError
+from .hookspecs import KINDS
 
 
 @dataclass(frozen=True)
@@ -145,61 +146,147 @@ def load_divergence_spec(path: str | Path, *, plugin: str = "user") -> Divergenc
     return _spec_from_mapping(data, str(path), plugin)
 
 
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A registered component other than a divergence: its factory and where it came from.
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> spec = fm.registry().get("divergences", "kl")
+        >>> spec.plugin
+        'divergences'
+    """
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    plugin: str = "user"
+
+    def build(self, **options: Any) -> Any:
+        """Call the factory with ``options``."""
+        return self.factory(**options)
+
+
+def _singular(kind: str) -> str:
+    return {"similarities": "similarity", "divergences": "divergence"}.get(kind, kind[:-1])
+
+
 class Registry:
-    """Every registered component, by kind and name (filled from the plugins on first use)."""
+    """Every registered component, by kind and name (filled from the plugins on first use).
+
+    ``divergences`` maps names to :class:`DivergenceSpec`; ``components[kind]`` maps names to
+    :class:`ComponentSpec` for the other kinds of ``hookspecs.KINDS``.
+    """
 
     def __init__(self) -> None:
         self.divergences: dict[str, DivergenceSpec] = {}
+        self.components: dict[str, dict[str, ComponentSpec]] = {k: {} for k in KINDS[1:]}
 
-    def add_divergence(self, spec: DivergenceSpec) -> None:
-        """Register a spec; a second spec of the same name is an error naming both plugins."""
-        other = self.divergences.get(spec.name)
+    def table(self, kind: str) -> Mapping[str, DivergenceSpec | ComponentSpec]:
+        """The name -> spec mapping of one kind."""
+        if kind == "divergences":
+            return self.divergences
+        if kind not in self.components:
+            raise RegistryError(f"no kind {kind!r}; the kinds are: {', '.join(KINDS)}")
+        return self.components[kind]
+
+    def names(self, kind: str) -> list[str]:
+        """The registered names of one kind, sorted."""
+        return sorted(self.table(kind))
+
+    def add(self, kind: str, spec: DivergenceSpec | ComponentSpec) -> None:
+        """Register a spec; a second one of the same kind and name is an error naming both."""
+        table = self.table(kind)
+        other = table.get(spec.name)
         if other is not None:
-            raise DivergenceSpecError(
-                f"divergence {spec.name!r} is registered twice: by plugin {other.plugin!r} and "
-                f"by plugin {spec.plugin!r}; uninstall one or rename its divergence"
+            raise RegistryError(
+                f"{_singular(kind)} {spec.name!r} is registered twice: by plugin "
+                f"{other.plugin!r} and by plugin {spec.plugin!r}; uninstall one or rename its "
+                f"{_singular(kind)}"
             )
-        self.divergences[spec.name] = spec
+        table[spec.name] = spec  # type: ignore[index]
+
+    def get(self, kind: str, name: str) -> DivergenceSpec | ComponentSpec:
+        """The spec of ``kind`` called ``name``, or an error listing what there is and where
+        it comes from, with the closest names first."""
+        table = self.table(kind)
+        if name in table:
+            return table[name]
+        close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
+        hint = (
+            " Did you mean " + ", ".join(f"{c!r} (plugin {table[c].plugin!r})" for c in close) + "?"
+            if close
+            else ""
+        )
+        available = ", ".join(f"{n} ({table[n].plugin})" for n in sorted(table)) or "none"
+        how = (
+            'call define_divergence("<f(u)>") or register it in a plugin'
+            if kind == "divergences"
+            else f"register it with the register_{kind} hook of a plugin"
+        )
+        raise RegistryError(
+            f"no {_singular(kind)} named {name!r}.{hint} Available (plugin): {available}. "
+            f"To add your own, {how}; `fmicl plugins` lists the loaded plugins."
+        )
 
     def divergence(self, name: str) -> DivergenceSpec:
-        """The spec called ``name``, or an error that lists what there is."""
-        try:
-            return self.divergences[name]
-        except KeyError:
-            pass
-        close = difflib.get_close_matches(name, list(self.divergences), n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        available = ", ".join(sorted(self.divergences))
-        raise DivergenceSpecError(
-            f"no divergence named {name!r}.{hint} Available: {available}. "
-            'To use your own, call define_divergence("<f(u)>") or register it in a plugin.'
-        ) from None
+        """The divergence spec called ``name``."""
+        spec = self.get("divergences", name)
+        assert isinstance(spec, DivergenceSpec)
+        return spec
 
 
 _registry: Registry | None = None
 
 
+def _collect(built: Registry, kind: str, pm: Any) -> None:
+    from .plugins import report_broken
+
+    hook = getattr(pm.hook, f"register_{kind}")
+    for impl in hook.get_hookimpls():  # built-ins first, then entry points
+        plugin = impl.plugin_name
+
+        def register(*, _plugin: str = plugin, **kwargs: Any) -> None:
+            if kind == "divergences":
+                built.add(kind, _spec_from_mapping(kwargs, f"plugin {_plugin!r}", _plugin))
+                return
+            unknown = sorted(set(kwargs) - {"name", "factory", "description"})
+            if unknown or "name" not in kwargs or not callable(kwargs.get("factory")):
+                raise RegistryError(
+                    f"plugin {_plugin!r}: register_{kind} takes register(name=..., "
+                    f"factory=<callable>, description=...); got {sorted(kwargs)}"
+                )
+            name = str(kwargs["name"])
+            spec = ComponentSpec(
+                kind, name, kwargs["factory"], kwargs.get("description", ""), _plugin
+            )
+            built.add(kind, spec)
+
+        try:
+            impl.function(register=register)
+        except (RegistryError, DivergenceSpecError):
+            raise
+        except Exception as error:
+            report_broken(plugin, error)
+
+
 def registry() -> Registry:
-    """The registry, with every plugin's components (loads the plugins on first call)."""
+    """The registry, with every plugin's components (loads the plugins on first call).
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> "js" in fm.registry().names("divergences")
+        True
+    """
     global _registry
     if _registry is None:
-        from .plugins import get_plugin_manager, report_broken
+        from .plugins import get_plugin_manager
 
         built = Registry()
         pm = get_plugin_manager()
-        for impl in pm.hook.register_divergences.get_hookimpls():  # built-ins first
-            plugin = impl.plugin_name
-
-            def register(*, _plugin: str = plugin, **kwargs: Any) -> None:
-                where = f"plugin {_plugin!r}"
-                built.add_divergence(_spec_from_mapping(kwargs, where, _plugin))
-
-            try:
-                impl.function(register=register)
-            except DivergenceSpecError:
-                raise
-            except Exception as error:
-                report_broken(plugin, error)
+        for kind in KINDS:
+            _collect(built, kind, pm)
         _registry = built
     return _registry
 
@@ -208,6 +295,23 @@ def clear() -> None:
     """Drop the registry so the next call rebuilds it from the plugins."""
     global _registry
     _registry = None
+
+
+def get_component(kind: str, name: str, **options: Any) -> Any:
+    """Build a registered component of any kind but divergences from its factory.
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> fm.get_component("objectives", "no-such-loss")
+        Traceback (most recent call last):
+        ...
+        fmicl_registry.errors.RegistryError: no objective named 'no-such-loss'. ...
+    """
+    if kind == "divergences":
+        return get_divergence(name, **options)
+    spec = registry().get(kind, name)
+    assert isinstance(spec, ComponentSpec)
+    return spec.build(**options)
 
 
 def get_divergence(name: str, **params: Any) -> Divergence:

@@ -3,7 +3,24 @@
 from __future__ import annotations
 
 
-class DivergenceSpecError(ValueError):
+class FmiclError(ValueError):
+    """Base of the library's errors: the message is meant for the user, as it is."""
+
+
+class RegistryError(FmiclError):
+    """A component that is not registered, registered twice, or registered wrongly.
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> try:
+        ...     fm.get_divergence("jss")
+        ... except fm.RegistryError as err:
+        ...     print("Did you mean 'js'" in str(err))
+        True
+    """
+
+
+class DivergenceSpecError(FmiclError):
     """A generator text, a parameter or a spec file that cannot define an f-divergence.
 
     The message says what is wrong and, where there is one, where: ``column`` is the 0-based

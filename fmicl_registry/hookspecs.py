@@ -1,24 +1,38 @@
 """The plugin contract: every hook fmicl-registry calls, in one file.
 
-A plugin is a module (or object) with functions decorated by ``fmicl_registry.hookimpl`` and
-named after these specs. It is found through the entry-point group ``fmicl``::
+A plugin is a module (or any object) with functions decorated by ``fmicl_registry.hookimpl``
+and named after these specs. Third-party plugins are found through the entry-point group
+``fmicl``::
 
     # pyproject.toml of a third-party package
     [project.entry-points.fmicl]
     my_plugin = "my_package.fmicl_plugin"
 
-The built-in components are registered by built-in plugins through the very same hooks.
+Every hook receives one argument, ``register``: call it once per component. The built-in
+components are registered by built-in plugins through these very hooks. Names are unique per
+kind; a second registration of a name is an error that names both plugins.
+
+Besides divergences (declared by the text of their generator), a component is a *factory*: a
+callable that takes keyword options and returns the component. The protocols below say what
+each factory must return.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import pluggy
+
+if TYPE_CHECKING:
+    import torch
 
 hookspec = pluggy.HookspecMarker("fmicl")
 #: Mark a plugin function as the implementation of a hook (``@fm.hookimpl``).
 hookimpl = pluggy.HookimplMarker("fmicl")
+
+#: Every kind of component, in the order the layers build on each other.
+KINDS = ("divergences", "similarities", "objectives", "backbones", "architectures", "datasets")
 
 
 class RegisterDivergence(Protocol):
@@ -36,13 +50,47 @@ class RegisterDivergence(Protocol):
     ) -> None: ...
 
 
+class RegisterComponent(Protocol):
+    """The ``register`` callback of every other hook: a name, a factory and a description."""
+
+    def __call__(
+        self, *, name: str, factory: Callable[..., Any], description: str = ""
+    ) -> None: ...
+
+
+@runtime_checkable
+class Similarity(Protocol):
+    """What a similarity factory returns (``factory(**options)``).
+
+    ``kind`` says how the f-MICL objective uses the values (PAPER.md section 2): a
+    ``"log_ratio"`` is a log density ratio ``log_r`` fed to ``positive_term``/``negative_term``
+    (the f-Gaussian similarity); a ``"critic"`` is the critic value ``s`` itself, used as
+    ``s`` for positives and ``f*(s)`` for negatives. ``value_range`` is the closed interval the
+    values lie in for L2-normalised inputs; for a critic, the objective refuses a divergence
+    whose conjugate domain does not contain it.
+    """
+
+    kind: Literal["log_ratio", "critic"]
+
+    def value_range(self) -> tuple[float, float]: ...
+
+    def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``(N, D), (M, D) -> (N, M)``: the value for every pair of rows."""
+        ...
+
+    def paired(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``(N, D), (N, D) -> (N,)``: the value for row ``i`` of ``a`` with row ``i`` of ``b``."""
+        ...
+
+
 @hookspec
 def register_divergences(register: RegisterDivergence) -> None:
     """Register f-divergences by the text of their generator ``f(u)``.
 
-    Call ``register`` once per divergence. ``params`` gives each parameter's default value
-    (users override them with ``get_divergence(name, a=2)``); ``normalize=True`` subtracts
-    ``f(1)``. Nothing is derived until the divergence is first used.
+    ``params`` gives each parameter's default value (users override them with
+    ``get_divergence(name, a=2)``); ``normalize=True`` subtracts ``f(1)``. Nothing is derived
+    until the divergence is first used. A package can also ship TOML spec files and register
+    them with ``register(**fm.load_divergence_spec(path).as_kwargs())``.
 
     Example::
 
@@ -51,12 +99,133 @@ def register_divergences(register: RegisterDivergence) -> None:
         @fm.hookimpl
         def register_divergences(register):
             register(
-                name="vlc2",
+                name="triangular",
                 generator="(u-1)**2/(u+1)",
                 description="Vincze-Le Cam",
                 reference="Le Cam 1986",
             )
+    """
 
-    A package can also ship TOML spec files and register them with
-    ``register(**fm.load_divergence_spec(path).as_kwargs())``.
+
+@hookspec
+def register_similarities(register: RegisterComponent) -> None:
+    """Register similarities: ``factory(**options)`` returns a :class:`Similarity`.
+
+    Example::
+
+        import torch
+        import fmicl_registry as fm
+
+        class Laplace:
+            kind = "log_ratio"
+
+            def __init__(self, gamma=1.0):
+                self.gamma = gamma
+
+            def value_range(self):
+                return (-2.0 * self.gamma, 0.0)  # ||x - y|| <= 2 on the unit sphere
+
+            def pairwise(self, a, b):
+                return -self.gamma * torch.cdist(a, b)
+
+            def paired(self, a, b):
+                return -self.gamma * (a - b).norm(dim=-1)
+
+        @fm.hookimpl
+        def register_similarities(register):
+            register(name="laplace", factory=Laplace, description="log r = -gamma ||x - y||")
+    """
+
+
+@hookspec
+def register_objectives(register: RegisterComponent) -> None:
+    """Register objectives: ``factory(**options)`` returns a ``torch.nn.Module`` whose
+    ``forward(z1, z2)`` takes the two views' projections ``(N, D)`` and returns a scalar loss.
+
+    Example::
+
+        import torch
+        import fmicl_registry as fm
+
+        class Alignment(torch.nn.Module):
+            def forward(self, z1, z2):
+                z1 = torch.nn.functional.normalize(z1, dim=-1)
+                z2 = torch.nn.functional.normalize(z2, dim=-1)
+                return (z1 - z2).pow(2).sum(-1).mean()
+
+        @fm.hookimpl
+        def register_objectives(register):
+            register(name="alignment", factory=Alignment, description="alignment only")
+    """
+
+
+@hookspec
+def register_backbones(register: RegisterComponent) -> None:
+    """Register encoders: ``factory(**options)`` returns a ``torch.nn.Module`` mapping a batch
+    of inputs to ``(N, output_dim)`` features, with an ``output_dim`` attribute (the projection
+    head reads its input size from it).
+
+    Example::
+
+        import torch
+        import fmicl_registry as fm
+
+        def tiny_mlp(in_features=64, output_dim=32):
+            net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_features, output_dim))
+            net.output_dim = output_dim
+            return net
+
+        @fm.hookimpl
+        def register_backbones(register):
+            register(name="tiny_mlp", factory=tiny_mlp, description="one linear layer")
+    """
+
+
+@hookspec
+def register_architectures(register: RegisterComponent) -> None:
+    """Register training architectures: ``factory(backbone=..., objective=..., **options)``
+    returns a ``torch.nn.Module`` whose ``forward(view1, view2)`` returns the loss and whose
+    ``encoder`` attribute maps inputs to the features that evaluation uses.
+
+    Example::
+
+        import torch
+        import fmicl_registry as fm
+
+        class TwoViews(torch.nn.Module):
+            def __init__(self, backbone, objective, dim=16):
+                super().__init__()
+                self.encoder = backbone
+                self.head = torch.nn.Linear(backbone.output_dim, dim)
+                self.objective = objective
+
+            def forward(self, view1, view2):
+                z1, z2 = self.head(self.encoder(view1)), self.head(self.encoder(view2))
+                return self.objective(z1, z2)
+
+        @fm.hookimpl
+        def register_architectures(register):
+            register(name="two_views", factory=TwoViews, description="shared encoder and head")
+    """
+
+
+@hookspec
+def register_datasets(register: RegisterComponent) -> None:
+    """Register data sets: ``factory(root=None, split="train", download=False, **options)``
+    returns a ``torch.utils.data.Dataset`` of ``(input, label)`` pairs. Without data at
+    ``root`` and without ``download``, it raises an error that says where the data should be.
+
+    Example::
+
+        import torch
+        import fmicl_registry as fm
+
+        def noise(root=None, split="train", download=False, size=64):
+            generator = torch.Generator().manual_seed(0 if split == "train" else 1)
+            x = torch.randn(size, 8, generator=generator)
+            return torch.utils.data.TensorDataset(x, (x[:, 0] > 0).long())
+
+        @fm.hookimpl
+        def register_datasets(register):
+            register(name="noise", factory=noise, description="Gaussian noise, sign labels")
     """
