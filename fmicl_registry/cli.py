@@ -227,6 +227,81 @@ def _print_divergence(d: Divergence) -> None:
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
 def cli(debug: bool) -> None:
     """f-MICL f-divergences: list the registry, show derivations, define and check your own."""
+    _show_plugin_warnings_plainly()
+
+
+def _show_plugin_warnings_plainly() -> None:
+    """A plugin that fails is reported as one 'warning:' line on stderr, not a Python warning."""
+    import warnings
+
+    from .plugins import PluginWarning
+
+    previous = warnings.showwarning
+
+    def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, PluginWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            previous(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    warnings.simplefilter("default", PluginWarning)
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins_command(as_json: bool) -> None:
+    """List every loaded plugin: distribution, version and the hooks it implements."""
+    from rich.table import Table
+
+    from .plugins import plugin_info
+
+    rows = plugin_info()
+    if as_json:
+        _echo_json(rows)
+        return
+    table = Table(title="fmicl plugins")
+    for column in ("plugin", "distribution", "version", "hooks", "status"):
+        table.add_column(column)
+    for row in rows:
+        status = f"skipped: {row['error']}" if row["error"] else "loaded"
+        hooks = ", ".join(row["hooks"])  # type: ignore[arg-type]
+        table.add_row(
+            str(row["name"]), str(row["distribution"]), str(row["version"]), hooks, status
+        )
+    _console().print(table)
+
+
+@cli.command("list")
+@click.argument(
+    "kind",
+    type=click.Choice(
+        ["divergences", "similarities", "objectives", "backbones", "architectures", "datasets"]
+    ),
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_kind(kind: str, as_json: bool) -> None:
+    """List the registered components of one KIND with the plugin that provides each."""
+    from rich.table import Table
+
+    from .components import registry
+
+    specs = registry().table(kind)
+    rows = [
+        {"name": name, "plugin": spec.plugin, "description": spec.description}
+        for name, spec in sorted(specs.items())
+    ]
+    if as_json:
+        _echo_json(rows)
+        return
+    table = Table(title=f"registered {kind}")
+    for column in ("name", "plugin", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], row["plugin"], row["description"])
+    _console().print(table)
+    if not rows:
+        click.echo(f"no {kind} registered yet", err=True)
 
 
 @cli.group()

@@ -1,0 +1,198 @@
+"""Every hook: a throwaway plugin per hook, the documented examples run, and two meta-tests
+(in the style of datasette and llm) so that a new hook cannot land untested or undocumented."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import textwrap
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import fmicl_registry as fm
+from fmicl_registry import hookspecs, plugins
+from fmicl_registry.components import clear
+
+ROOT = Path(__file__).resolve().parents[1]
+HOOKS = sorted(
+    name
+    for name, value in vars(hookspecs).items()
+    if callable(value) and hasattr(value, "fmicl_spec")
+)
+
+
+@pytest.fixture
+def pm() -> Iterator[Any]:
+    """A fresh plugin manager; throwaway plugins vanish with it."""
+    plugins.reset()
+    yield plugins.get_plugin_manager()
+    plugins.reset()
+
+
+def add_plugin(pm: Any, name: str, plugin: object) -> None:
+    pm.register(plugin, name=name)
+    clear()
+
+
+class ThrowawayDivergences:
+    @fm.hookimpl
+    def register_divergences(self, register: Any) -> None:
+        register(name="throwaway_div", generator="(u - 1)**2/2", description="half Pearson")
+
+
+class ThrowawaySimilarities:
+    @fm.hookimpl
+    def register_similarities(self, register: Any) -> None:
+        class Dot:
+            kind = "critic"
+
+            def value_range(self) -> tuple[float, float]:
+                return (-1.0, 1.0)
+
+            def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+                return a @ b.T
+
+            def paired(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+                return (a * b).sum(-1)
+
+        register(name="throwaway_sim", factory=Dot, description="dot product")
+
+
+class ThrowawayObjectives:
+    @fm.hookimpl
+    def register_objectives(self, register: Any) -> None:
+        register(name="throwaway_obj", factory=lambda: torch.nn.MSELoss(), description="mse")
+
+
+class ThrowawayBackbones:
+    @fm.hookimpl
+    def register_backbones(self, register: Any) -> None:
+        def linear(output_dim: int = 3) -> torch.nn.Module:
+            net = torch.nn.Linear(5, output_dim)
+            net.output_dim = output_dim  # type: ignore[assignment]
+            return net
+
+        register(name="throwaway_backbone", factory=linear)
+
+
+class ThrowawayArchitectures:
+    @fm.hookimpl
+    def register_architectures(self, register: Any) -> None:
+        register(name="throwaway_arch", factory=lambda backbone, objective: backbone)
+
+
+class ThrowawayDatasets:
+    @fm.hookimpl
+    def register_datasets(self, register: Any) -> None:
+        def ones(root: str | None = None, split: str = "train", download: bool = False) -> Any:
+            return torch.utils.data.TensorDataset(torch.ones(4, 2), torch.zeros(4))
+
+        register(name="throwaway_data", factory=ones)
+
+
+def test_register_divergences(pm: Any) -> None:
+    add_plugin(pm, "t", ThrowawayDivergences())
+    assert (
+        fm.get_divergence("throwaway_div").generator == fm.define_divergence("(u-1)**2/2").generator
+    )
+    assert fm.registry().get("divergences", "throwaway_div").plugin == "t"
+
+
+def test_register_similarities(pm: Any) -> None:
+    add_plugin(pm, "t", ThrowawaySimilarities())
+    sim = fm.get_component("similarities", "throwaway_sim")
+    assert isinstance(sim, hookspecs.Similarity)
+    assert sim.pairwise(torch.eye(2), torch.eye(2)).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_register_objectives(pm: Any) -> None:
+    add_plugin(pm, "t", ThrowawayObjectives())
+    loss = fm.get_component("objectives", "throwaway_obj")
+    assert float(loss(torch.ones(2), torch.zeros(2))) == 1.0
+
+
+def test_register_backbones(pm: Any) -> None:
+    add_plugin(pm, "t", ThrowawayBackbones())
+    assert fm.get_component("backbones", "throwaway_backbone", output_dim=7).output_dim == 7
+
+
+def test_register_architectures(pm: Any) -> None:
+    add_plugin(pm, "t", ThrowawayArchitectures())
+    arch = fm.get_component("architectures", "throwaway_arch", backbone="b", objective="o")
+    assert arch == "b"
+
+
+def test_register_datasets(pm: Any) -> None:
+    add_plugin(pm, "t", ThrowawayDatasets())
+    assert len(fm.get_component("datasets", "throwaway_data", split="test")) == 4
+
+
+def test_a_register_call_with_the_wrong_shape_names_the_plugin(pm: Any) -> None:
+    class Wrong:
+        @fm.hookimpl
+        def register_objectives(self, register: Any) -> None:
+            register(name="x", factory="not callable")
+
+    add_plugin(pm, "wrong", Wrong())
+    with pytest.raises(fm.RegistryError, match=r"plugin 'wrong': register_objectives takes"):
+        fm.registry()
+
+
+def test_unknown_component_lists_what_there_is(pm: Any) -> None:
+    add_plugin(pm, "t", ThrowawayObjectives())
+    with pytest.raises(fm.RegistryError, match=r"Did you mean 'throwaway_obj' \(plugin 't'\)"):
+        fm.get_component("objectives", "throwaway_ob")
+    with pytest.raises(fm.RegistryError, match="no kind 'losses'"):
+        fm.registry().names("losses")
+
+
+def _example(hook: str) -> str:
+    doc = inspect.getdoc(getattr(hookspecs, hook)) or ""
+    block = doc.split("Example::", 1)[1]
+    return textwrap.dedent("\n".join(block.splitlines()[1:]))
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_the_documented_example_of_each_hook_works(pm: Any, hook: str) -> None:
+    # The examples are our own documentation (never user input): run each as a plugin module.
+    module = types.ModuleType(f"example_{hook}")
+    exec(compile(_example(hook), f"<{hook} example>", "exec"), module.__dict__)
+    add_plugin(pm, f"example_{hook}", module)
+    kind = hook.removeprefix("register_")
+    names = fm.registry().names(kind)
+    mine = [n for n in names if fm.registry().get(kind, n).plugin == f"example_{hook}"]
+    assert len(mine) == 1
+    if kind == "divergences":
+        assert fm.get_divergence(mine[0]).conjugate_domain.sup == 1
+    elif kind == "architectures":
+        backbone = torch.nn.Linear(4, 6)
+        backbone.output_dim = 6  # type: ignore[assignment]
+        arch = fm.get_component(kind, mine[0], backbone=backbone, objective=torch.nn.MSELoss())
+        assert arch(torch.ones(3, 4), torch.ones(3, 4)).shape == ()
+    else:
+        assert fm.get_component(kind, mine[0]) is not None
+
+
+def test_meta_every_hook_has_a_throwaway_plugin_test() -> None:
+    source = Path(__file__).read_text()
+    for hook in HOOKS:
+        assert f"def test_{hook}(" in source, f"{hook} has no test"
+        assert f"def {hook}(self, register" in source, f"{hook} has no throwaway plugin"
+
+
+def test_meta_every_hook_is_in_the_plugin_guide() -> None:
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    for hook in HOOKS:
+        assert re.search(rf"^### `{hook}\(register\)`", guide, re.M), f"{hook} is not documented"
+
+
+def test_meta_hooks_are_the_documented_kinds() -> None:
+    assert [f"register_{k}" for k in hookspecs.KINDS] == [
+        f"register_{k}" for k in hookspecs.KINDS if f"register_{k}" in HOOKS
+    ]
+    assert len(HOOKS) == len(hookspecs.KINDS)
