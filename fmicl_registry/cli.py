@@ -158,6 +158,13 @@ def _describe(d: Divergence) -> dict[str, Any]:
     return data
 
 
+def _output(d: Divergence, as_json: bool) -> None:
+    if as_json:
+        _echo_json(_describe(d))
+    else:
+        _print_divergence(d)
+
+
 def _print_divergence(d: Divergence) -> None:
     from rich.syntax import Syntax
     from rich.table import Table
@@ -378,11 +385,7 @@ def show(name: str, params: dict[str, Number], as_json: bool) -> None:
     """Show every derived form of the registered divergence NAME and its compiled code."""
     from .components import get_divergence
 
-    d = get_divergence(name, **params)
-    if as_json:
-        _echo_json(_describe(d))
-    else:
-        _print_divergence(d)
+    _output(get_divergence(name, **params), as_json)
 
 
 @divergences.command()
@@ -400,11 +403,7 @@ def derive(
     """
     from .divergence import define_divergence
 
-    d = define_divergence(expr, name=name, params=params, normalize=normalize)
-    if as_json:
-        _echo_json(_describe(d))
-    else:
-        _print_divergence(d)
+    _output(define_divergence(expr, name=name, params=params, normalize=normalize), as_json)
 
 
 @cli.command()
