@@ -80,6 +80,7 @@ _SPEC_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
 
 
 def _spec_from_mapping(data: Mapping[str, Any], where: str, plugin: str) -> DivergenceSpec:
+    data = {k: v for k, v in data.items() if not (k == "params" and v is None)}  # None: no params
     for key, value in data.items():
         if key not in _SPEC_KEYS:
             allowed = ", ".join(_SPEC_KEYS)

@@ -22,7 +22,8 @@ from .dsl.parse import check_parameter_name, exact_number, parse_expression
 from .errors import DivergenceSpecError
 
 Tensor = torch.Tensor
-_MEMO: dict[tuple[Any, ...], Compiled] = {}
+_MEMO: dict[tuple[Any, ...], Compiled] = {}  # in-process LRU over the disk cache
+_MEMO_SIZE = 256
 #: The float32 relative error (value and gradient) the composed terms are held to.
 ACCURACY_TARGET = 1e-5
 
@@ -329,18 +330,20 @@ def define_divergence(
         )
     title = name or generator
     memo_key = (expr, normalize)
-    compiled = _MEMO.get(memo_key)
+    compiled = _MEMO.pop(memo_key, None)
     if compiled is None:
         try:
             with time_budget(DEFINITION_SECONDS):
                 compiled = compile_generator(expr, normalize=normalize, text=generator)
         except OutOfTime:
             raise DivergenceSpecError(
-                f"deriving this generator took more than {DEFINITION_SECONDS} s and was stopped; "
-                "simplify it (sympy could not handle it in time)",
+                f"deriving this generator took more than {DEFINITION_SECONDS} s of CPU time "
+                "and was stopped; simplify it (sympy could not handle it in time)",
                 text=generator,
             ) from None
-        _MEMO[memo_key] = compiled
+    _MEMO[memo_key] = compiled  # most recently used last
+    while len(_MEMO) > _MEMO_SIZE:
+        del _MEMO[next(iter(_MEMO))]
     worst = max(compiled.positive.max_rel_error, compiled.negative.max_rel_error)
     if worst > ACCURACY_TARGET:
         warnings.warn(
@@ -352,9 +355,6 @@ def define_divergence(
             stacklevel=2,
         )
     plain = {k: _plain(v) for k, v in values.items()}
-    for key, value in plain.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise DivergenceSpecError(f"parameter {key!r} is not finite")
     return Divergence(
         name=title,
         text=generator.strip(),

@@ -1,10 +1,14 @@
-"""Wall-clock budgets for steps that can run long on unlucky input.
+"""CPU-time budgets for steps that can run long on unlucky input.
 
 ``solve``, ``simplify`` and ``limit`` are exact but unbounded. Each optional step runs under a
 budget; when it runs out the caller falls back to a numeric method. The whole definition of a
-divergence runs under an outer budget too, so no input keeps a caller waiting. Budgets nest:
-an inner one never outlives the one around it. They use SIGALRM, so they apply in the main
-thread of a Unix process; elsewhere the steps simply run unbounded.
+divergence runs under an outer budget too, so no input keeps a caller waiting. Budgets nest: an
+inner one never outlives the one around it.
+
+Budgets count the process's CPU time (``ITIMER_PROF``), not wall time, so a busy machine does
+not turn a slow-but-fine derivation into a refusal. They use a signal, so they apply in the main
+thread of a Unix process; in other threads the steps run unbounded (define divergences in the
+main thread, or ahead of time, when their text comes from outside).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-_deadlines: list[float] = []
+_SIGNAL: Any = getattr(signal, "SIGPROF", None)
+_deadlines: list[float] = []  # process-time deadlines, innermost last
 _previous_handler: Any = None
 
 
@@ -30,36 +35,63 @@ def _expire(signum: int, frame: object) -> None:
 
 
 def _arm(deadline: float) -> None:
-    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 1e-3))
+    signal.setitimer(signal.ITIMER_PROF, max(deadline - time.process_time(), 1e-3))
+
+
+@contextlib.contextmanager
+def _signal_blocked() -> Iterator[None]:
+    """Keep the alarm out while the budget stack changes, so it is never left half-updated."""
+    assert _SIGNAL is not None
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {_SIGNAL})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _usable() -> bool:
+    return (
+        _SIGNAL is not None
+        and hasattr(signal, "pthread_sigmask")
+        and threading.current_thread() is threading.main_thread()
+    )
 
 
 @contextlib.contextmanager
 def time_budget(seconds: float) -> Iterator[None]:
-    """Raise ``OutOfTime`` inside the block after ``seconds`` (main thread on Unix only)."""
+    """Raise ``OutOfTime`` inside the block after ``seconds`` of CPU time (main thread only)."""
     global _previous_handler
-    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if not usable:
+    if not _usable():
         yield
         return
-    if not _deadlines:
-        if signal.getitimer(signal.ITIMER_REAL)[0] > 0:
-            yield  # someone else owns the timer: do not steal it
-            return
-        _previous_handler = signal.signal(signal.SIGALRM, _expire)
-    deadline = time.monotonic() + seconds
-    if _deadlines:
-        deadline = min(deadline, _deadlines[-1])
-    _deadlines.append(deadline)
-    _arm(deadline)
+    with _signal_blocked():
+        if not _deadlines:
+            if signal.getitimer(signal.ITIMER_PROF)[0] > 0:
+                owned = False  # someone else (a profiler) owns the timer: do not steal it
+            else:
+                owned = True
+                _previous_handler = signal.signal(_SIGNAL, _expire)
+        else:
+            owned = True
+        if owned:
+            deadline = time.process_time() + seconds
+            if _deadlines:
+                deadline = min(deadline, _deadlines[-1])
+            _deadlines.append(deadline)
+            _arm(deadline)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        _deadlines.pop()
-        if _deadlines:
-            _arm(_deadlines[-1])  # the outer budget goes on (and fires soon if it is spent)
-        else:
-            signal.signal(signal.SIGALRM, _previous_handler)
+        if owned:
+            with _signal_blocked():
+                signal.setitimer(signal.ITIMER_PROF, 0)
+                _deadlines.pop()
+                if _deadlines:
+                    _arm(_deadlines[-1])  # the outer budget goes on (fires soon if spent)
+                else:
+                    if _SIGNAL in signal.sigpending():
+                        signal.sigwait({_SIGNAL})  # drop an alarm that came too late
+                    signal.signal(_SIGNAL, _previous_handler)
 
 
 def attempt(step: Callable[[], T], seconds: float) -> T | None:
@@ -68,10 +100,8 @@ def attempt(step: Callable[[], T], seconds: float) -> T | None:
         with time_budget(seconds):
             return step()
     except OutOfTime:
-        if _deadlines and time.monotonic() >= _deadlines[-1]:
+        if _deadlines and time.process_time() >= _deadlines[-1]:
             raise  # the outer budget is spent too: let it end the whole definition
-        return None
-    except (NotImplementedError, RecursionError, ValueError, TypeError, ArithmeticError):
         return None
     except Exception:  # sympy raises many private exception types when it gives up
         return None

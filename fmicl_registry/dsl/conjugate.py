@@ -37,6 +37,8 @@ class Conjugate:
     expr: sp.Expr | None
     compilable: bool
     note: str
+    below: sp.Expr | None = None  # f* below the domain: -f(0+), the sup taken as u -> 0
+    top: sp.Expr | None = None  # f* at the domain's finite upper end (its left limit)
 
 
 def _close(a: Any, b: Any) -> bool:
@@ -102,11 +104,21 @@ def closed_form(f: sp.Expr, first: sp.Expr, domain: sp.Interval | None = None) -
         else:
             return Conjugate(None, False, "numeric: the closed form failed the Fenchel-Young check")
     if not torch_supported(fstar):
-        names = sorted({type(n).__name__ for n in sp.preorder_traversal(fstar) if n.is_Function})
+        names = sorted(
+            {type(n).__name__ for n in sp.preorder_traversal(fstar) if n.is_Function}
+            - {"exp", "log", "Abs", "sinh", "cosh", "tanh", "atan", "asinh"}
+        )
         return Conjugate(
             fstar, False, f"numeric: the closed form uses {', '.join(names)}, which torch lacks"
         )
-    return Conjugate(fstar, True, "closed form")
+    below = top = None
+    if domain is not None and domain.inf.is_finite:
+        at_zero = attempt(lambda: sp.limit(f, U, 0, "+"), 2.0)
+        below = None if at_zero is None or at_zero.has(sp.Limit) else -at_zero
+    if domain is not None and domain.sup.is_finite:
+        found = attempt(lambda: sp.limit(fstar, T, domain.sup, "-"), 2.0)
+        top = None if found is None or found.has(sp.Limit) else found
+    return Conjugate(fstar, True, "closed form", below, top)
 
 
 # ------------------------------------------------------------------------- numeric conjugate
@@ -140,6 +152,7 @@ class _NumericConjugate(torch.autograd.Function):
         value = negative_term(s)
         top = positive_term(torch.full_like(work, _BRACKET))
         value = torch.where(work > top, torch.full_like(value, float("inf")), value)
+        value = torch.where(torch.isnan(work), work, value)
         return value.to(t.dtype), s.to(t.dtype)
 
     @staticmethod

@@ -8,7 +8,7 @@ differentiable on ``u > 0``, convex, not affine, and returns ``f'``, ``f''`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mpmath
 import sympy as sp
@@ -26,7 +26,7 @@ _CONVEX_GRID = [mpmath.mpf(10) ** (k / 50) for k in range(-400, 401)]
 
 @dataclass
 class Derivation:
-    """What ``derive`` found; every field is exact (sympy) except the notes."""
+    """What ``derive`` found; every field is exact (sympy) except ``convexity``."""
 
     generator: sp.Expr
     derivative: sp.Expr
@@ -34,7 +34,6 @@ class Derivation:
     shift: sp.Expr  # the f(1) that normalize subtracted (0 when none)
     domain: sp.Interval
     convexity: str  # "proved" or a sentence on the numeric search
-    notes: list[str] = field(default_factory=list)
 
 
 def simplified(expr: sp.Expr, seconds: float = 2.0) -> sp.Expr:
@@ -166,4 +165,9 @@ def _limit(first: sp.Expr, at: sp.Expr, direction: str) -> sp.Expr:
 def _range_of_derivative(first: sp.Expr) -> sp.Interval:
     low = _limit(first, sp.Integer(0), "+")
     high = _limit(first, sp.oo, "-")
+    if not bool(low < high):
+        raise DivergenceSpecError(
+            f"f' does not increase over u > 0 (it goes from {low} at 0+ to {high} at infinity): "
+            "f is not convex on the whole axis"
+        )
     return sp.Interval(low, high, left_open=True, right_open=True)

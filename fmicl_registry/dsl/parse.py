@@ -195,10 +195,12 @@ class _Builder:
                     raise self.fail("division by zero (0 to a negative power)", node)
                 if b > 0 and magnitude * abs(math.log10(b)) > math.log10(MAX_CONSTANT):
                     raise self.fail(f"constant too large (more than {MAX_CONSTANT:g})", node)
-        elif base.is_number:
-            # c**f(u): fine for a positive base; the size is bounded by the checks on f(u).
-            pass
-        return sp.Pow(base, exponent)
+        result = sp.Pow(base, exponent)
+        merged = result.as_base_exp()[1] if result.is_Pow else sp.Integer(1)
+        if merged.is_number and abs(float(merged.evalf(20))) > MAX_EXPONENT:
+            # (u**64)**64 merges into u**4096: refuse the merged power too.
+            raise self.fail(f"exponent too large (at most {MAX_EXPONENT} in magnitude)", node)
+        return result
 
     def call(self, node: ast.Call, depth: int) -> sp.Expr:
         if not isinstance(node.func, ast.Name):

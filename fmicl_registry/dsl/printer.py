@@ -73,7 +73,7 @@ def _print(expr: sp.Expr, names: dict[sp.Symbol, str]) -> tuple[str, int]:
         terms = sorted(expr.args, key=lambda a: (a.is_number, sp.default_sort_key(a)))
         out = _wrap(_print(terms[0], names), _ADD)
         for term in terms[1:]:
-            coeff, rest = term.as_coeff_Mul()
+            coeff = term.as_coeff_Mul()[0]
             if coeff.is_number and coeff < 0:
                 out += " - " + _wrap(_print(-term, names), _MUL)
             else:

@@ -53,17 +53,27 @@ def dumps(expr: sp.Basic) -> str:
     return sp.srepr(expr)
 
 
+#: What a stored expression may contain: the DSL's own symbols, modest numbers, bounded size.
+SYMBOLS = {"u", "t", "log_r", "v"}
+MAX_TEXT = 20_000
+MAX_DIGITS = 40
+
+
 def loads(text: str) -> Any:
     """Rebuild an expression written by ``dumps``; raises ``ValueError`` on anything else."""
+    if not isinstance(text, str) or len(text) > MAX_TEXT:
+        raise ValueError("not a stored expression (not text, or too long)")
     try:
         tree = ast.parse(text, mode="eval")
-    except SyntaxError as err:
-        raise ValueError(f"not a stored expression: {err.msg}") from None
-    return _build(tree.body)
+        return _build(tree.body)
+    except (SyntaxError, RecursionError, MemoryError) as err:
+        raise ValueError(f"not a stored expression: {type(err).__name__}") from None
 
 
 def _build(node: ast.AST) -> Any:
     if isinstance(node, ast.Constant) and isinstance(node.value, int | str | bool):
+        if isinstance(node.value, int | str) and len(str(node.value)) > MAX_DIGITS:
+            raise ValueError("a stored number or name is too long")
         return node.value
     if isinstance(node, ast.Name) and node.id in _NAMES:
         return _NAMES[node.id]
@@ -76,5 +86,12 @@ def _build(node: ast.AST) -> Any:
             if kw.arg not in _SYMBOL_ASSUMPTIONS | {"precision"}:
                 raise ValueError(f"unexpected keyword {kw.arg!r} in a stored expression")
             kwargs[kw.arg] = _build(kw.value)
-        return _CLASSES[node.func.id](*args, **kwargs)
+        name = node.func.id
+        if name == "Symbol" and (not args or args[0] not in SYMBOLS):
+            raise ValueError(f"unexpected symbol in a stored expression: {args[:1]!r}")
+        if name == "Pow" and all(getattr(a, "is_number", False) for a in args):
+            args = [args[0], args[1]]
+            if abs(float(args[1])) > 64:
+                raise ValueError("a stored constant power is too large")
+        return _CLASSES[name](*args, **kwargs)
     raise ValueError(f"unexpected {type(node).__name__} in a stored expression")

@@ -119,3 +119,14 @@ def test_inaccurate_terms_are_reported() -> None:
     with pytest.warns(AccuracyWarning, match="relative error"):
         d = fm.define_divergence("exp(u) - E")
     assert max(d.accuracy.values()) > 1e-5
+
+
+def test_merged_powers_respect_the_exponent_limit() -> None:
+    with pytest.raises(fm.DivergenceSpecError, match="exponent too large"):
+        fm.define_divergence("((u**64)**64)**64")
+
+
+def test_convex_only_on_a_grid_is_still_refused() -> None:
+    # f'' < 0 only beyond u = 1e8, past the numeric search: the range of f' gives it away.
+    with pytest.raises(fm.DivergenceSpecError, match="f' does not increase"):
+        fm.define_divergence("(u-1)**2 - (u-1)**3/10**12/10**12", normalize=True)

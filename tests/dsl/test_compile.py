@@ -157,3 +157,72 @@ def test_divergences_pickle_by_definition() -> None:
     d = fm.get_divergence("tsallis", a=2)
     back = pickle.loads(pickle.dumps(d))
     assert back.params == {"a": 2} and back.generator == d.generator
+
+
+@pytest.mark.parametrize(
+    ("name", "t", "want"),
+    [
+        # Outside the conjugate domain f*(t) = sup_u (u t - f(u)) is still exact: +inf above,
+        # -f(0+) below (the sup is approached as u -> 0), the left limit at a finite upper end.
+        ("sh", 2.0, float("inf")),
+        ("sh", 1.0, float("inf")),
+        ("pearson", -6.0, -1.0),
+        ("pearson", -2.0, -1.0),
+        ("tsallis", -3.0, 2.0),
+        ("vlc", -5.0, -1.0),
+        ("vlc", 1.0, 3.0),
+        ("vlc", 2.0, float("inf")),
+        ("js", 1.0, float("inf")),
+        ("jeffrey", 0.0, 0.0),
+    ],
+)
+def test_f_star_is_the_conjugate_outside_the_domain_too(name: str, t: float, want: float) -> None:
+    value = float(fm.get_divergence(name).f_star(torch.tensor([t], dtype=torch.float64)))
+    assert value == pytest.approx(want, abs=1e-12)
+
+
+def test_nan_in_nan_out(catalog_name: str) -> None:
+    d = fm.get_divergence(catalog_name)
+    nan = torch.tensor([float("nan"), 0.5], dtype=torch.float64)
+    for fn in (d.positive_term, d.negative_term, lambda t: d.f_star(d.positive_term(t))):
+        out = fn(nan)
+        assert torch.isnan(out[0]) and torch.isfinite(out[1])
+
+
+def test_forward_mode_jvp(catalog_name: str) -> None:
+    from torch.func import jvp
+
+    d = fm.get_divergence(catalog_name)
+    x = torch.tensor([-3.0, 0.05, 2.0], dtype=torch.float64)
+    _, tangent = jvp(d.positive_term, (x,), (torch.ones_like(x),))
+    u = torch.exp(x)
+    assert torch.allclose(tangent, d.f_second(u) * u, rtol=1e-9)  # d/dx f'(e^x) = f''(u) u
+
+
+def test_cached_entry_filed_under_another_key_is_not_used(fresh_cache: Path) -> None:
+    fm.define_divergence("(u-1)**2", name="pearson_again")
+    fm.define_divergence("u*log(u)", name="kl_again")
+    entries = sorted(fresh_cache.rglob("*.json"))
+    pearson = next(e for e in entries if "Integer(2)" in json.loads(e.read_text())["input"])
+    kl = next(e for e in entries if e != pearson)
+    kl.write_text(pearson.read_text())  # Pearson's entry under KL's key
+    kl.with_suffix(".py").write_text(pearson.with_suffix(".py").read_text())
+    divergence_module._MEMO.clear()
+    again = fm.define_divergence("u*log(u)", name="kl_again")
+    assert str(again.generator) == "u*log(u)" and not again.from_cache
+
+
+def test_cached_labels_cannot_smuggle_code(fresh_cache: Path, tmp_path: Path) -> None:
+    fm.define_divergence("(u-1)**2/(u+1)", name="vlc_again")  # several forms: labels in comments
+    (meta,) = fresh_cache.rglob("*.json")
+    data = json.loads(meta.read_text())
+    marker = tmp_path / "ran"
+    data["positive"]["pieces"][0][3] = f"x\n    open({str(marker)!r}, 'w').close()\n    #"
+    meta.write_text(json.dumps(data))
+    # Write the module exactly as the printer renders the tampered forms.
+    d, c, pos, neg = compile_module._from_json(data)
+    meta.with_suffix(".py").write_text(compile_module.render_module(d, c, pos, neg))
+    divergence_module._MEMO.clear()
+    again = fm.define_divergence("(u-1)**2/(u+1)", name="vlc_again")
+    again.positive_term(torch.linspace(-1, 1, 5))
+    assert not marker.exists()
