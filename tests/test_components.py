@@ -177,3 +177,11 @@ def test_builtin_spec_files_are_shipped_as_package_data() -> None:
 
     shipped = {p.name for p in (files("fmicl_registry.specs") / "divergences").iterdir()}
     assert {"kl.toml", "jeffrey.toml", "tsallis.toml"} <= shipped
+
+
+def test_params_none_means_no_parameters(plugin_manager: Any) -> None:
+    def register_divergences(register: Any) -> None:
+        register(name="plain", generator="(u-1)**2", params=None)
+
+    register_plugin(plugin_manager, "documented_way", register_divergences=register_divergences)
+    assert fm.get_divergence("plain").params == {}

@@ -1,0 +1,44 @@
+"""CPU-time budgets: they fire, they nest, and they never leave a timer or handler behind."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from fmicl_registry.dsl import budget
+from fmicl_registry.dsl.budget import OutOfTime, attempt, time_budget
+
+
+def spin(seconds: float) -> str:
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+    return "done"
+
+
+def test_attempt_returns_the_result_or_none() -> None:
+    assert attempt(lambda: spin(0.01), 1.0) == "done"
+    assert attempt(lambda: spin(5.0), 0.05) is None
+
+
+def test_an_inner_budget_cannot_outlive_the_outer_one() -> None:
+    start = time.process_time()
+    with pytest.raises(OutOfTime), time_budget(0.1):
+        attempt(lambda: spin(5.0), 3.0)  # the outer budget ends it, and the outer block too
+        spin(5.0)
+    assert time.process_time() - start < 2.0
+
+
+def test_no_timer_or_handler_is_left_behind_even_when_alarms_race() -> None:
+    before = signal.getsignal(signal.SIGPROF)
+    for _ in range(2000):
+        try:
+            with time_budget(0.0005):
+                spin(0.0005)
+        except OutOfTime:
+            pass
+    assert budget._deadlines == []
+    assert signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGPROF) == before
