@@ -30,6 +30,8 @@ if TYPE_CHECKING:
         registry,
     )
     from .divergence import Divergence, define_divergence
+    from .objectives import get_objective
+    from .similarities import get_similarity
 
 _LAZY = {
     "Divergence": "divergence",
@@ -41,6 +43,8 @@ _LAZY = {
     "list_divergences": "components",
     "load_divergence_spec": "components",
     "registry": "components",
+    "get_objective": "objectives",
+    "get_similarity": "similarities",
 }
 
 
@@ -68,6 +72,8 @@ __all__ = [
     "define_divergence",
     "get_component",
     "get_divergence",
+    "get_objective",
+    "get_similarity",
     "hookimpl",
     "list_divergences",
     "load_divergence_spec",

@@ -20,7 +20,11 @@ from ._version import __version__
 from .errors import FmiclError
 
 ENTRY_POINT_GROUP = "fmicl"
-BUILTIN_PLUGINS = ("fmicl_registry.builtin_plugins.divergences",)
+BUILTIN_PLUGINS = (
+    "fmicl_registry.builtin_plugins.divergences",
+    "fmicl_registry.builtin_plugins.similarities",
+    "fmicl_registry.builtin_plugins.objectives",
+)
 
 _manager: pluggy.PluginManager | None = None
 #: plugin name -> (distribution, version), for ``fmicl plugins``.

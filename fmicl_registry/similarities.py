@@ -1,0 +1,198 @@
+"""Similarities between projections (PAPER.md section 2), registered by the built-in plugin.
+
+- ``gaussian``: the f-Gaussian log density ratio ``log r = log mu - gamma ||x - y||^2`` of
+  unit vectors (kind ``"log_ratio"``, used through ``positive_term``/``negative_term``);
+- ``cosine``: the critic ``s = scale <x, y>`` of unit vectors (kind ``"critic"``, used as ``s``
+  and ``f*(s)``).
+
+Both L2-normalise their inputs first unless built with ``normalize=False`` (objectives, which
+normalise the projections themselves, build them so). Each follows the ``Similarity`` protocol
+of ``fmicl_registry.hookspecs``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+import numbers
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from .errors import FmiclError
+from .hookspecs import Similarity
+
+Tensor = torch.Tensor
+
+
+class SimilarityError(FmiclError):
+    """A similarity that cannot be built (bad option) or does not follow the protocol."""
+
+
+def _unit(a: Tensor, b: Tensor, normalize: bool) -> tuple[Tensor, Tensor]:
+    return (F.normalize(a, dim=-1), F.normalize(b, dim=-1)) if normalize else (a, b)
+
+
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise SimilarityError(f"{name} must be a number, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise SimilarityError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+class Gaussian:
+    """The f-Gaussian similarity: ``log r(x, y) = log mu - gamma ||x - y||^2`` (PAPER.md eq. in
+    section 2) on L2-normalised ``x``, ``y``; ``gamma = 1 / (2 sigma^2)``.
+
+    The squared distance of unit vectors lies in ``[0, 4]``, so ``log r`` lies in
+    ``[log mu - 4 gamma, log mu]``. ``pairwise`` uses ``2 - 2 <x, y>`` (one matrix product);
+    ``paired`` uses ``||x - y||^2`` directly (exact for close pairs). With
+    ``normalize=False`` the inputs must already be unit vectors.
+
+    Example:
+        >>> import torch
+        >>> sim = Gaussian(gamma=2.0)
+        >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> sim.pairwise(x, x)
+        tensor([[ 0., -4.],
+                [-4.,  0.]])
+        >>> sim.value_range()
+        (-8.0, 0.0)
+    """
+
+    kind: Literal["log_ratio"] = "log_ratio"
+
+    def __init__(self, gamma: float = 1.0, mu: float = 1.0, normalize: bool = True) -> None:
+        self.normalize = bool(normalize)
+        self.gamma = _positive("gamma", gamma)
+        self.mu = _positive("mu", mu)
+        self.log_mu = math.log(self.mu)
+
+    def value_range(self) -> tuple[float, float]:
+        return (self.log_mu - 4.0 * self.gamma, self.log_mu)
+
+    def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
+        a, b = _unit(a, b, self.normalize)
+        # log mu - gamma (2 - 2 <a, b>) in one fused product, then clamped into the range.
+        low, high = self.value_range()
+        log_r = torch.addmm(a.new_full((), high - 2 * self.gamma), a, b.mT, alpha=2 * self.gamma)
+        return log_r.clamp(low, high)
+
+    def paired(self, a: Tensor, b: Tensor) -> Tensor:
+        a, b = _unit(a, b, self.normalize)
+        squared = (a - b).square().sum(-1).clamp(max=4.0)
+        return self.log_mu - self.gamma * squared
+
+    def __repr__(self) -> str:
+        return f"Gaussian(gamma={self.gamma:g}, mu={self.mu:g})"
+
+
+class Cosine:
+    """The cosine critic: ``s(x, y) = scale <x, y>`` on L2-normalised ``x``, ``y`` (PAPER.md
+    section 2), values in ``[-scale, scale]``.
+
+    Used as the critic value directly, so the negative term is ``f*(s)``: the f-MICL objective
+    refuses a divergence whose conjugate domain does not contain ``[-scale, scale]``. With
+    ``normalize=False`` the inputs must already be unit vectors.
+
+    Example:
+        >>> import torch
+        >>> x = torch.tensor([[3.0, 4.0]])
+        >>> Cosine(scale=2.0).paired(x, x)
+        tensor([2.])
+    """
+
+    kind: Literal["critic"] = "critic"
+
+    def __init__(self, scale: float = 1.0, normalize: bool = True) -> None:
+        self.normalize = bool(normalize)
+        self.scale = _positive("scale", scale)
+
+    def value_range(self) -> tuple[float, float]:
+        return (-self.scale, self.scale)
+
+    def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
+        a, b = _unit(a, b, self.normalize)
+        return ((self.scale * a) @ b.mT).clamp(-self.scale, self.scale)
+
+    def paired(self, a: Tensor, b: Tensor) -> Tensor:
+        a, b = _unit(a, b, self.normalize)
+        return self.scale * (a * b).sum(-1).clamp(-1.0, 1.0)
+
+    def __repr__(self) -> str:
+        return f"Cosine(scale={self.scale:g})"
+
+
+def check_similarity(similarity: Any) -> Similarity:
+    """Return ``similarity`` if it follows the ``Similarity`` protocol, else raise
+    :class:`SimilarityError` saying what is missing."""
+    missing = [
+        m for m in ("value_range", "pairwise", "paired") if not callable(getattr(similarity, m, 0))
+    ]
+    kind = getattr(similarity, "kind", None)
+    if missing or kind not in ("log_ratio", "critic"):
+        what = f"lacks {', '.join(missing)}" if missing else f"has kind {kind!r}"
+        raise SimilarityError(
+            f"{similarity!r} is not a similarity: it {what}; a similarity has kind 'log_ratio' "
+            "or 'critic' and the methods value_range(), pairwise(a, b) and paired(a, b) "
+            "(see fmicl_registry.hookspecs.Similarity)"
+        )
+    low, high = similarity.value_range()
+    if not (float(low) <= float(high)):
+        raise SimilarityError(f"{similarity!r}: value_range() gave ({low}, {high}), low > high")
+    return similarity
+
+
+def check_options(
+    what: str, name: str, factory: Any, options: dict[str, Any], error: type[FmiclError]
+) -> None:
+    """Raise ``error`` naming the accepted options when ``options`` do not fit ``factory``."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to check: let the factory decide
+        return
+    try:
+        signature.bind(**options)
+    except TypeError as err:
+        accepted = [
+            p.name
+            for p in signature.parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        hints = [
+            f"{close[0]!r} for {key!r}"
+            for key in options
+            if key not in accepted and (close := difflib.get_close_matches(key, accepted, n=1))
+        ]
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+        raise error(
+            f"{what} {name!r}: {err}{hint}; its options: {', '.join(accepted) or 'none'}"
+        ) from None
+
+
+def get_similarity(similarity: str | Similarity = "gaussian", **options: Any) -> Similarity:
+    """A registered similarity by name (built with ``options``), or a given object, checked.
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> fm.get_similarity("gaussian", gamma=20.0).value_range()
+        (-80.0, 0.0)
+        >>> fm.get_similarity("cosine").kind
+        'critic'
+    """
+    if isinstance(similarity, str):
+        from .components import ComponentSpec, registry
+
+        spec = registry().get("similarities", similarity)
+        assert isinstance(spec, ComponentSpec)
+        check_options("similarity", similarity, spec.factory, options, SimilarityError)
+        return check_similarity(spec.build(**options))
+    if options:
+        raise SimilarityError(
+            f"options {sorted(options)} apply to a similarity given by name, not to the object "
+            f"{similarity!r}; set them on the object instead"
+        )
+    return check_similarity(similarity)

@@ -1,0 +1,116 @@
+"""The chunked negative term: the values and gradients of the dense path, without its memory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+import fmicl_registry as fm
+from fmicl_registry.objectives import negatives
+from fmicl_registry.objectives.negatives import chunk_rows, pair_count, pair_sum
+from fmicl_registry.similarities import Cosine, Gaussian
+
+
+def _rel(got: torch.Tensor, want: torch.Tensor) -> float:
+    got, want = got.detach(), want.detach()
+    return float((got - want).norm() / want.norm()) if want.norm() else float(got.norm())
+
+
+@pytest.mark.parametrize("rows,cols,exclude", [(7, 7, (0,)), (5, 12, (3, 8)), (9, 4, (-2,))])
+def test_pair_count_matches_a_loop(rows: int, cols: int, exclude: tuple[int, ...]) -> None:
+    want = sum(1 for i in range(rows) for j in range(cols) if j - i not in exclude)
+    assert pair_count(rows, cols, exclude) == want
+
+
+@pytest.mark.parametrize("name", ["js", "jeffrey", "neyman"])
+@pytest.mark.parametrize("exclude", [(), (0,), (3, 40)])
+def test_chunked_equals_dense_in_float64(name: str, exclude: tuple[int, ...]) -> None:
+    d = fm.get_divergence(name)
+    sim = Gaussian(gamma=2.0)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(37, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(53, 6, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return d.negative_term(sim.pairwise(x, y))
+
+    results = []
+    for chunk in (None, 5, 37, 100):  # dense; 8 chunks with a short last one; 1; 1 (larger)
+        total = pair_sum(fn, a, b, exclude, chunk_size=chunk)
+        ga, gb = torch.autograd.grad(total * 1.7, (a, b))
+        results.append((total, ga, gb))
+    dense = results[0]
+    for chunked in results[1:]:
+        for got, want in zip(chunked, dense, strict=True):
+            assert _rel(got, want) <= 1e-6
+
+
+def test_chunked_handles_the_same_tensor_on_both_sides_and_critics() -> None:
+    d = fm.get_divergence("kl")
+    sim = Cosine(scale=3.0)
+    a = torch.randn(20, 5, dtype=torch.float64, requires_grad=True)
+
+    def fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return d.f_star(sim.pairwise(x, y))
+
+    (dense,) = torch.autograd.grad(pair_sum(fn, a, a, (0,), chunk_size=None), a)
+    (chunked,) = torch.autograd.grad(pair_sum(fn, a, a, (0,), chunk_size=3), a)
+    assert _rel(chunked, dense) <= 1e-6
+
+
+def test_objective_chunked_and_dense_agree_with_a_queue() -> None:
+    z1, z2 = (torch.randn(24, 8, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    queue = torch.randn(300, 8, dtype=torch.float64, requires_grad=True)
+    out = []
+    for chunk in (None, 7):
+        objective = fm.get_objective(
+            "fmicl", divergence="vlc", negatives="simclr", chunk_size=chunk
+        )
+        loss = objective(z1, z2, queue=queue)
+        out.append((loss, *torch.autograd.grad(loss, (z1, z2, queue))))
+    for got, want in zip(out[1], out[0], strict=True):
+        assert _rel(got, want) <= 1e-6
+
+
+def test_auto_chooses_dense_for_small_and_chunks_for_large() -> None:
+    assert chunk_rows(256, 256) is None
+    assert chunk_rows(4096, 4096) == negatives.CHUNK_PAIRS["cpu"] // 4096
+    assert chunk_rows(256, 65536) == negatives.CHUNK_PAIRS["cpu"] // 65536
+    assert chunk_rows(256, 65536, device="cuda") == negatives.CHUNK_PAIRS["default"] // 65536
+    assert chunk_rows(10, 10, chunk_size=3) == 3  # forced
+    assert chunk_rows(10**6, 10**6, chunk_size=None) is None  # forced dense
+    with pytest.raises(ValueError, match="chunk_size"):
+        chunk_rows(1, 1, chunk_size=0)
+
+
+def _peak_bytes(fn: object) -> int:
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()  # type: ignore[operator]
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+        if e.name() == "[memory]"
+    )
+    level = peak = 0
+    for _, nbytes in events:
+        level += nbytes
+        peak = max(peak, level)
+    return peak
+
+
+def test_chunked_path_does_not_hold_n_by_k_intermediates() -> None:
+    n, k, dim = 32, 32768, 4
+    z1, z2 = (torch.randn(n, dim, requires_grad=True) for _ in range(2))
+    queue = torch.randn(k, dim)
+    one_block = n * k * 4  # one float32 (N, K) tensor: 4 MiB
+
+    def run(chunk: int | None) -> None:
+        objective = fm.get_objective("fmicl", divergence="js", negatives="none", chunk_size=chunk)
+        objective(z1, z2, queue=queue).backward()
+
+    dense, chunked = _peak_bytes(lambda: run(None)), _peak_bytes(lambda: run(2))
+    assert dense > 3 * one_block  # autograd keeps several (N, K) tensors (about 5)
+    # Chunks of 2 rows: a few (2, K) tensors at a time and (K, D) copies of the queue; no
+    # single (N, K) tensor ever exists.
+    assert chunked < one_block
