@@ -174,12 +174,39 @@ def negative_blocks(
     raise ObjectiveError(f"negatives must be one of {', '.join(NEGATIVES)}; got {negatives!r}")
 
 
-def _check_views(z1: Tensor, z2: Tensor) -> None:
+def _check_views(z1: Tensor, z2: Tensor, *, at_least: int = 1) -> None:
     if z1.ndim != 2 or z1.shape != z2.shape:
         raise ObjectiveError(
             f"expected two views of shape (N, D), the same for both; got {tuple(z1.shape)} "
             f"and {tuple(z2.shape)}"
         )
+    if z1.dtype != z2.dtype or z1.device != z2.device:
+        raise ObjectiveError(
+            f"the two views must share dtype and device; got {z1.dtype} on {z1.device} and "
+            f"{z2.dtype} on {z2.device}"
+        )
+    if len(z1) < at_least:
+        raise ObjectiveError(
+            f"this loss needs a batch of at least {at_least} samples (negatives come from the "
+            f"other samples); got {len(z1)}"
+        )
+
+
+def check_positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ObjectiveError(f"{name} must be a positive number, got {value!r}")
+    if not math.isfinite(value):
+        raise ObjectiveError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _trainable(similarity: object) -> bool:
+    """Whether the similarity holds tensors that learn (a learnable gamma, say)."""
+    if isinstance(similarity, torch.nn.Module) and any(
+        p.requires_grad for p in similarity.parameters()
+    ):
+        return True
+    return any(isinstance(v, Tensor) and v.requires_grad for v in vars(similarity).values())
 
 
 def fmicl_loss(
@@ -229,6 +256,7 @@ def fmicl_loss(
         True
     """
     _check_views(z1, z2)
+    alpha = check_positive("alpha", alpha)
     positive, negative = critic_terms(divergence, similarity)
     z1, z2 = F.normalize(z1, dim=-1), F.normalize(z2, dim=-1)
     keys1 = z1 if keys1 is None else F.normalize(keys1, dim=-1)
@@ -255,6 +283,16 @@ def fmicl_loss(
 
     def pairs(a: Tensor, b: Tensor) -> Tensor:
         return negative(similarity.pairwise(a, b))
+
+    if _trainable(similarity) and chunk_size is not None:
+        # The chunked path differentiates its two inputs only; a learning similarity needs the
+        # dense path, where autograd sees everything.
+        if chunk_size != "auto":
+            raise ObjectiveError(
+                "a similarity with trainable tensors needs chunk_size=None (the chunked path "
+                "would drop their gradients from the negative term)"
+            )
+        chunk_size = None
 
     total = sum(pair_sum(pairs, a, b, exclude, chunk_size) for a, b, exclude in blocks)
     acc = accumulation_dtype(z1.dtype)
@@ -284,7 +322,8 @@ def infonce_loss(
         >>> round(float(infonce_loss(z, z)), 4), round(-math.log(math.e**2 / (math.e**2 + 6)), 4)
         (0.5944, 0.5944)
     """
-    _check_views(z1, z2)
+    _check_views(z1, z2, at_least=2)
+    temperature = check_positive("temperature", temperature)
     z = F.normalize(torch.cat([z1, z2]), dim=-1)
     keys = z if keys1 is None else F.normalize(torch.cat([keys1, keys2]), dim=-1)  # type: ignore[list-item]
     n, total = len(z1), len(keys) // 2
@@ -321,7 +360,8 @@ def moco_infonce_loss(
         >>> round(-math.log(math.e / (math.e + 1 / math.e + 2)), 4)
         0.6265
     """
-    _check_views(q, k)
+    _check_views(q, k, at_least=1 if queue is not None else 2)
+    temperature = check_positive("temperature", temperature)
     q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
     if queue is None:
         keys = k if keys is None else F.normalize(keys, dim=-1)
@@ -362,7 +402,7 @@ def align_uniform_loss(
         >>> round(float(align_uniform_loss(torch.eye(3), torch.eye(3))), 4)
         -4.0
     """
-    _check_views(z1, z2)
+    _check_views(z1, z2, at_least=2)
     x, y = F.normalize(z1, dim=-1), F.normalize(z2, dim=-1)
     align = (x - y).norm(dim=-1).pow(alpha).mean()
     return align + lam * (uniformity(x, t) + uniformity(y, t)) / 2

@@ -61,7 +61,10 @@ class KeyQueue(nn.Module):
     def _allocate(self, like: Tensor) -> None:
         if self.keys.shape[1] != like.shape[1]:
             keys = torch.randn(self.size, like.shape[1], dtype=like.dtype, device=like.device)
+            if distributed.world_size() > 1:  # every process starts from the same negatives
+                torch.distributed.broadcast(keys, src=0)
             self.keys = nn.functional.normalize(keys, dim=-1)
+            self.position.zero_()
 
     def read(self, like: Tensor) -> Tensor:
         """A copy of the keys (``(size, D)``), allocated like ``like`` on first use."""
@@ -79,6 +82,11 @@ class KeyQueue(nn.Module):
 
     def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any) -> None:
         saved = state_dict.get(prefix + "keys")
+        if saved is not None and len(saved) not in (0, self.size) and saved.shape[1] != 0:
+            raise functional.ObjectiveError(
+                f"the saved queue holds {len(saved)} keys but this one holds {self.size}; "
+                f"build the objective with queue_size={len(saved)} to resume it"
+            )
         if saved is not None and saved.shape != self.keys.shape:
             self.keys = torch.empty_like(saved, device=self.keys.device)
         super()._load_from_state_dict(state_dict, prefix, *args)
@@ -193,7 +201,7 @@ class FMICL(nn.Module):
         else:
             self.similarity = check_similarity(similarity)
         functional.check_domain(self.divergence, self.similarity)
-        self.alpha = float(alpha)
+        self.alpha = functional.check_positive("alpha", alpha)
         self.negatives = negatives
         self.gather = gather
         self.chunk_size = chunk_size
@@ -268,7 +276,7 @@ class InfoNCE(nn.Module):
 
     def __init__(self, temperature: float = 0.5, gather: bool = True) -> None:
         super().__init__()
-        self.temperature = float(temperature)
+        self.temperature = functional.check_positive("temperature", temperature)
         self.gather = gather
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
@@ -300,7 +308,7 @@ class MoCoInfoNCE(nn.Module):
         self, temperature: float = 0.2, queue_size: int = 65536, gather: bool = True
     ) -> None:
         super().__init__()
-        self.temperature = float(temperature)
+        self.temperature = functional.check_positive("temperature", temperature)
         self.gather = gather
         self.queue = KeyQueue(queue_size) if queue_size else None
 
