@@ -211,8 +211,11 @@ class FMICL(nn.Module):
 
     def _check_dtype(self, z: Tensor) -> None:
         dtype = z.dtype
-        if torch.is_autocast_enabled(z.device.type):
-            dtype = torch.get_autocast_dtype(z.device.type)
+        try:
+            if torch.is_autocast_enabled(z.device.type):
+                dtype = torch.get_autocast_dtype(z.device.type)
+        except RuntimeError:  # a device type without autocast (meta, say): its own dtype counts
+            pass
         if dtype in self._checked or not dtype.is_floating_point:
             return
         self._checked.add(dtype)

@@ -79,3 +79,11 @@ def test_views_must_share_dtype() -> None:
         fm.get_objective("fmicl", divergence="kl", negatives="cross")(
             torch.randn(4, 3), torch.randn(4, 3, dtype=torch.float64)
         )
+
+
+def test_objective_runs_on_the_meta_device() -> None:
+    # Shapes only: catches hard-coded devices and device-specific calls.
+    loss = fm.get_objective("fmicl", divergence="js")(
+        torch.empty(8, 4, device="meta"), torch.empty(8, 4, device="meta")
+    )
+    assert loss.device.type == "meta" and loss.shape == ()
