@@ -156,8 +156,6 @@ def torch_eval(expr: sp.Expr, env: Mapping[sp.Symbol, torch.Tensor]) -> torch.Te
     if expr.is_Pow:
         exponent = expr.args[1]
         if exponent.is_number:
-            if exponent == sp.Rational(1, 2):
-                return torch.sqrt(args[0])
             if exponent.is_negative:
                 # Power of the reciprocal: its gradient -n r**(n+1) underflows gracefully
                 # where base**(-n-1) would overflow first.

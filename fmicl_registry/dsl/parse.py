@@ -94,6 +94,7 @@ class _Builder:
         self.text = text
         self.names = names
         self.nodes = 0
+        self.used: set[str] = set()
 
     def fail(self, message: str, node: ast.AST | None) -> DivergenceSpecError:
         column = getattr(node, "col_offset", None) if node is not None else None
@@ -120,6 +121,7 @@ class _Builder:
             return self.number(node)
         if isinstance(node, ast.Name):
             if node.id in self.names:
+                self.used.add(node.id)
                 return self.names[node.id]
             if node.id in CONSTANTS:
                 return CONSTANTS[node.id]
@@ -272,4 +274,12 @@ def parse_expression(text: str, parameters: Mapping[str, sp.Expr] | None = None)
     for name, value in (parameters or {}).items():
         check_parameter_name(name)
         names[name] = value
-    return _Builder(text.strip(), names).build(tree.body, 0)
+    builder = _Builder(text.strip(), names)
+    expr = builder.build(tree.body, 0)
+    unused = sorted(set(parameters or {}) - builder.used)
+    if unused:
+        raise DivergenceSpecError(
+            f"parameter {unused[0]!r} does not appear in the generator {text.strip()!r}; "
+            "remove it or use it in the text"
+        )
+    return expr

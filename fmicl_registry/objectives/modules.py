@@ -95,6 +95,16 @@ class KeyQueue(nn.Module):
         return f"size={self.size}"
 
 
+def _queue_for(
+    own: KeyQueue | None, given: Tensor | None, like: Tensor
+) -> tuple[Tensor | None, KeyQueue | None]:
+    """The extra negatives of a step, and the module's queue when they come from it (it is
+    then updated after the step); keys passed in explicitly leave the module's queue alone."""
+    if given is not None or own is None:
+        return given, None
+    return own.read(like), own
+
+
 def _gather(z: Tensor, enabled: bool) -> tuple[Tensor, int]:
     if not enabled or distributed.world_size() == 1:
         return z, 0
@@ -237,10 +247,7 @@ class FMICL(nn.Module):
         self._check_dtype(z1)
         keys1, offset = _gather(z1, self.gather)
         keys2, _ = _gather(z2, self.gather)
-        stored = queue is None and self.queue is not None
-        if stored:
-            assert self.queue is not None
-            queue = self.queue.read(z2)
+        queue, own = _queue_for(self.queue, queue, z2)
         loss = functional.fmicl_loss(
             z1,
             z2,
@@ -254,9 +261,8 @@ class FMICL(nn.Module):
             offset=offset,
             chunk_size=self.chunk_size,
         )
-        if stored and self.training:
-            assert self.queue is not None
-            self.queue.push(keys2.detach())
+        if own is not None and self.training:
+            own.push(keys2.detach())
         return loss
 
     def extra_repr(self) -> str:
@@ -317,16 +323,12 @@ class MoCoInfoNCE(nn.Module):
 
     def forward(self, z1: Tensor, z2: Tensor, queue: Tensor | None = None) -> Tensor:
         keys, offset = _gather(z2, self.gather)
-        stored = queue is None and self.queue is not None
-        if stored:
-            assert self.queue is not None
-            queue = self.queue.read(z2)
+        queue, own = _queue_for(self.queue, queue, z2)
         loss = functional.moco_infonce_loss(
             z1, z2, queue, self.temperature, keys=keys, offset=offset
         )
-        if stored and self.training:
-            assert self.queue is not None
-            self.queue.push(keys.detach())
+        if own is not None and self.training:
+            own.push(keys.detach())
         return loss
 
     def extra_repr(self) -> str:
