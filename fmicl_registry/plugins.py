@@ -24,6 +24,9 @@ BUILTIN_PLUGINS = (
     "fmicl_registry.builtin_plugins.divergences",
     "fmicl_registry.builtin_plugins.similarities",
     "fmicl_registry.builtin_plugins.objectives",
+    "fmicl_registry.builtin_plugins.backbones",
+    "fmicl_registry.builtin_plugins.architectures",
+    "fmicl_registry.builtin_plugins.datasets",
 )
 
 _manager: pluggy.PluginManager | None = None

@@ -1,0 +1,60 @@
+"""Data sets and augmentations for contrastive pretraining and evaluation.
+
+Every data set factory (registered in the ``datasets`` kind by the built-in plugin) has the
+signature ``factory(root=None, split="train", download=False, **options)`` and returns an
+:class:`ImageDataset` of ``(image, label)`` pairs, ``image`` a ``uint8`` tensor ``(C, H, W)``
+and ``label`` an ``int`` (``-1`` when unlabeled)::
+
+    import fmicl_registry as fm
+    from fmicl_registry.data import TwoViews, eval_transform, train_transform
+
+    train = fm.get_component("datasets", "digits", split="pretrain")    # embedded, no download
+    pairs = TwoViews(train, train_transform(train))    # (view1, view2, label), train.default_recipe
+    test = fm.get_component("datasets", "cifar10", split="test", download=True)
+    x = eval_transform(test)(test[0][0])                 # normalised float32 (3, 32, 32)
+
+Data sets: ``digits`` (scikit-learn's 8x8 digits), ``cifar10``, ``cifar100``, ``stl10``
+(``pretrain`` = train + unlabeled) and ``imagefolder`` (TinyImageNet, ImageNet). Files live
+under ``root`` (default :func:`default_root`: ``$FMICL_DATA_DIR`` or
+``~/.cache/fmicl-registry/data``); when they are missing and ``download`` is false, a
+:class:`DatasetError` says where they should be and how to get them.
+
+Augmentation recipes (:func:`get_augmentation`): ``"simclr"``, ``"digits"``, ``"none"``.
+"""
+
+from __future__ import annotations
+
+from .augment import (
+    RECIPES,
+    Transform,
+    eval_transform,
+    get_augmentation,
+    list_recipes,
+    train_transform,
+)
+from .base import SPLITS, DatasetError, ImageDataset, default_root
+from .cifar import cifar10, cifar100
+from .digits import digits
+from .imagefolder import imagefolder
+from .stl10 import stl10
+from .views import Transformed, TwoViews
+
+__all__ = [
+    "RECIPES",
+    "SPLITS",
+    "DatasetError",
+    "ImageDataset",
+    "Transform",
+    "Transformed",
+    "TwoViews",
+    "cifar10",
+    "cifar100",
+    "default_root",
+    "digits",
+    "eval_transform",
+    "get_augmentation",
+    "imagefolder",
+    "list_recipes",
+    "stl10",
+    "train_transform",
+]

@@ -1,0 +1,275 @@
+"""Augmentation recipes (torchvision.transforms.v2): ``uint8 (C, H, W)`` in, normalised
+``float32 (C, H, W)`` out.
+
+Recipes:
+
+- ``"simclr"``: the SimCLR recipe (Chen et al. 2020, appendix A), which f-MICL uses for its
+  image experiments (PAPER.md section 5): random resized crop (scale 0.08-1), horizontal flip,
+  colour jitter (0.4, 0.4, 0.4, 0.1) with probability 0.8, grayscale with probability 0.2 and,
+  for images of 96 pixels or more, Gaussian blur (kernel ~10% of the size, sigma 0.1-2) with
+  probability 0.5. On one-channel images only brightness and contrast are jittered.
+- ``"digits"``: for 8x8 grayscale digits: a small random affine map (rotation, ~1 pixel
+  translation, mild scale and shear), a gentle random resized crop and brightness/contrast
+  jitter. No flips: a mirrored 2, 3, 7 or 9 is not the same digit.
+- ``"none"``: evaluation: to float in ``[0, 1]`` and normalise only.
+
+Every option of a recipe is a keyword argument of :func:`get_augmentation`.
+
+Randomness comes from torch's global generator only, so ``torch.manual_seed`` makes the views
+reproducible in the main process (``DataLoader(num_workers=0)``). With workers, the DataLoader
+seeds worker ``i``'s generator with ``base_seed + i``, where ``base_seed`` is drawn from the
+main process's generator when the iterator starts: the views are then reproducible for a fixed
+seed and a fixed ``num_workers`` (pass ``generator=`` to the DataLoader to isolate them).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import torch
+
+from .base import DatasetError
+
+#: What a recipe returns: ``uint8 (C, H, W)`` tensor -> normalised ``float32 (C, H, W)``.
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class HasStats(Protocol):
+    """What :func:`train_transform` and :func:`eval_transform` read from a data set."""
+
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    default_recipe: str
+
+
+def _finish(mean: Sequence[float], std: Sequence[float]) -> list[Any]:
+    from torchvision.transforms import v2
+
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+
+
+def blur_kernel_size(size: int) -> int:
+    """The odd kernel size of the SimCLR blur: about 10% of the image size (23 for 224).
+
+    Example:
+        >>> from fmicl_registry.data.augment import blur_kernel_size
+        >>> blur_kernel_size(96), blur_kernel_size(224)
+        (9, 23)
+    """
+    kernel = max(3, int(0.1 * size))
+    return kernel if kernel % 2 else kernel + 1
+
+
+def simclr_recipe(
+    input_shape: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    crop_scale: tuple[float, float] = (0.08, 1.0),
+    flip_p: float = 0.5,
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
+    jitter_p: float = 0.8,
+    grayscale_p: float = 0.2,
+    blur: bool | None = None,
+    blur_p: float = 0.5,
+    blur_sigma: tuple[float, float] = (0.1, 2.0),
+) -> Transform:
+    """The SimCLR recipe; ``blur=None`` blurs only images of 96 pixels or more.
+
+    ``jitter`` is (brightness, contrast, saturation, hue); one-channel images get brightness
+    and contrast only, and no grayscale step (it would do nothing).
+
+    Example:
+        >>> import torch
+        >>> from fmicl_registry.data.augment import simclr_recipe
+        >>> t = simclr_recipe((3, 32, 32), mean=(0.5,) * 3, std=(0.25,) * 3)
+        >>> t(torch.zeros(3, 32, 32, dtype=torch.uint8)).dtype
+        torch.float32
+    """
+    from torchvision.transforms import v2
+
+    channels, height, width = (int(s) for s in input_shape)
+    brightness, contrast, saturation, hue = jitter
+    steps: list[Any] = [
+        v2.RandomResizedCrop((height, width), scale=crop_scale, antialias=True),
+        v2.RandomHorizontalFlip(p=flip_p),
+    ]
+    if channels == 3:
+        colour = v2.ColorJitter(brightness, contrast, saturation, hue)
+    else:
+        colour = v2.ColorJitter(brightness=brightness, contrast=contrast)
+    steps.append(v2.RandomApply([colour], p=jitter_p))
+    if channels == 3 and grayscale_p > 0:
+        steps.append(v2.RandomGrayscale(p=grayscale_p))
+    if blur is None:
+        blur = min(height, width) >= 96
+    if blur:
+        kernel = blur_kernel_size(min(height, width))
+        steps.append(v2.RandomApply([v2.GaussianBlur(kernel, sigma=blur_sigma)], p=blur_p))
+    return v2.Compose(steps + _finish(mean, std))
+
+
+def digits_recipe(
+    input_shape: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    degrees: float = 10.0,
+    translate_px: float = 1.0,
+    scale: tuple[float, float] = (0.9, 1.1),
+    shear: float = 5.0,
+    crop_scale: tuple[float, float] = (0.7, 1.0),
+    crop_ratio: tuple[float, float] = (0.8, 1.25),
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    jitter_p: float = 0.8,
+) -> Transform:
+    """A recipe for small grayscale digits: affine jitter, gentle crops, no flips.
+
+    ``degrees`` (rotation, either way), ``translate_px`` (pixels, either way), ``scale`` and
+    ``shear`` (degrees) parametrise a bilinear ``RandomAffine``; ``crop_scale``/``crop_ratio``
+    a ``RandomResizedCrop`` back to the full size (``crop_scale=(1, 1)`` and
+    ``crop_ratio=(1, 1)`` turn it off); ``brightness``/``contrast`` a colour jitter applied
+    with probability ``jitter_p``.
+
+    Example:
+        >>> import torch
+        >>> from fmicl_registry.data.augment import digits_recipe
+        >>> t = digits_recipe((1, 8, 8), mean=(0.3,), std=(0.4,))
+        >>> t(torch.zeros(1, 8, 8, dtype=torch.uint8)).shape
+        torch.Size([1, 8, 8])
+    """
+    from torchvision.transforms import v2
+
+    _, height, width = (int(s) for s in input_shape)
+    steps: list[Any] = []
+    if degrees or translate_px or tuple(scale) != (1.0, 1.0) or shear:
+        steps.append(
+            v2.RandomAffine(
+                degrees=degrees,
+                translate=(translate_px / width, translate_px / height) if translate_px else None,
+                scale=scale,
+                shear=shear or None,
+                interpolation=v2.InterpolationMode.BILINEAR,
+            )
+        )
+    if tuple(crop_scale) != (1.0, 1.0) or tuple(crop_ratio) != (1.0, 1.0):
+        steps.append(
+            v2.RandomResizedCrop(
+                (height, width), scale=crop_scale, ratio=crop_ratio, antialias=True
+            )
+        )
+    if (brightness or contrast) and jitter_p > 0:
+        jitter = v2.ColorJitter(brightness=brightness, contrast=contrast)
+        steps.append(v2.RandomApply([jitter], p=jitter_p))
+    return v2.Compose(steps + _finish(mean, std))
+
+
+def none_recipe(
+    input_shape: Sequence[int], mean: Sequence[float], std: Sequence[float]
+) -> Transform:
+    """No augmentation (evaluation): to ``float32`` in ``[0, 1]``, then normalise.
+
+    Example:
+        >>> import torch
+        >>> from fmicl_registry.data.augment import none_recipe
+        >>> t = none_recipe((1, 1, 2), mean=(0.5,), std=(0.5,))
+        >>> t(torch.tensor([[[0, 255]]], dtype=torch.uint8))
+        tensor([[[-1.,  1.]]])
+    """
+    from torchvision.transforms import v2
+
+    del input_shape
+    return v2.Compose(_finish(mean, std))
+
+
+#: Recipe name -> builder ``(input_shape, mean, std, **options) -> transform``.
+RECIPES: dict[str, Callable[..., Transform]] = {
+    "simclr": simclr_recipe,
+    "digits": digits_recipe,
+    "none": none_recipe,
+}
+
+
+def list_recipes() -> list[str]:
+    """The names :func:`get_augmentation` accepts.
+
+    Example:
+        >>> from fmicl_registry.data import list_recipes
+        >>> list_recipes()
+        ['digits', 'none', 'simclr']
+    """
+    return sorted(RECIPES)
+
+
+def get_augmentation(
+    recipe: str,
+    input_shape: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    **options: Any,
+) -> Transform:
+    """The transform of ``recipe`` for images of ``input_shape`` ``(C, H, W)``.
+
+    ``mean``/``std`` are the per-channel statistics in ``[0, 1]`` units (a data set's
+    ``mean``/``std``); ``options`` are the recipe's keyword arguments (see :func:`simclr_recipe`,
+    :func:`digits_recipe`). The transform maps a ``uint8`` tensor ``(C, H, W)`` to a normalised
+    ``float32`` tensor of the same shape.
+
+    Example:
+        >>> import torch
+        >>> from fmicl_registry.data import get_augmentation
+        >>> t = get_augmentation("digits", (1, 8, 8), (0.3,), (0.4,), degrees=5.0)
+        >>> t(torch.zeros(1, 8, 8, dtype=torch.uint8)).shape
+        torch.Size([1, 8, 8])
+    """
+    builder = RECIPES.get(recipe)
+    if builder is None:
+        raise DatasetError(
+            f"no augmentation recipe named {recipe!r}; the recipes are: {', '.join(list_recipes())}"
+        )
+    if len(tuple(input_shape)) != 3:
+        raise DatasetError(
+            f"augmentation {recipe!r}: input_shape must be (C, H, W), got {tuple(input_shape)}"
+        )
+    known = [
+        p.name for p in inspect.signature(builder).parameters.values() if p.kind is p.KEYWORD_ONLY
+    ]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise DatasetError(
+            f"augmentation {recipe!r} has no option {unknown[0]!r}; its options are: "
+            f"{', '.join(known) or 'none'}"
+        )
+    return builder(tuple(input_shape), tuple(mean), tuple(std), **options)
+
+
+def train_transform(dataset: HasStats, recipe: str | None = None, **options: Any) -> Transform:
+    """The augmentation for ``dataset``: ``recipe`` (default: its ``default_recipe``) with its
+    shape and statistics.
+
+    Example:
+        >>> from fmicl_registry.data import digits, train_transform
+        >>> ds = digits()
+        >>> train_transform(ds)(ds[0][0]).shape
+        torch.Size([1, 8, 8])
+    """
+    return get_augmentation(
+        recipe or dataset.default_recipe, dataset.input_shape, dataset.mean, dataset.std, **options
+    )
+
+
+def eval_transform(dataset: HasStats) -> Transform:
+    """The evaluation transform of ``dataset``: the ``"none"`` recipe with its statistics.
+
+    Example:
+        >>> from fmicl_registry.data import digits, eval_transform
+        >>> ds = digits(split="test")
+        >>> x = eval_transform(ds)(ds[0][0])
+        >>> x.dtype, x.shape
+        (torch.float32, torch.Size([1, 8, 8]))
+    """
+    return get_augmentation("none", dataset.input_shape, dataset.mean, dataset.std)

@@ -1,0 +1,41 @@
+"""Built-in plugin: the data sets of PAPER.md section 5, and the embedded default (digits)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fmicl_registry.data import cifar10, cifar100, digits, imagefolder, stl10
+from fmicl_registry.hookspecs import hookimpl
+
+
+@hookimpl
+def register_datasets(register: Any) -> None:
+    """``digits``, ``cifar10``, ``cifar100``, ``stl10`` and ``imagefolder``."""
+    register(
+        name="digits",
+        factory=digits,
+        description="scikit-learn's 8x8 handwritten digits, 1x8x8, 10 classes; embedded, "
+        "fixed stratified 1437/360 split",
+    )
+    register(
+        name="cifar10",
+        factory=cifar10,
+        description="CIFAR-10, 3x32x32, 10 classes (root, download)",
+    )
+    register(
+        name="cifar100",
+        factory=cifar100,
+        description="CIFAR-100, 3x32x32, 100 fine classes (root, download)",
+    )
+    register(
+        name="stl10",
+        factory=stl10,
+        description="STL-10, 3x96x96, 10 classes; pretrain = train + 100k unlabeled "
+        "(root, download, folds)",
+    )
+    register(
+        name="imagefolder",
+        factory=imagefolder,
+        description="class folders train/ and val/ (TinyImageNet, ImageNet), resized and "
+        "center-cropped to image_size (root, image_size)",
+    )
