@@ -1,0 +1,37 @@
+"""Built-in plugin: the backbones of PAPER.md section 5 and a small CNN for quick demos."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fmicl_registry.backbones import SmallCNN, resnet18, resnet50, vit_small
+from fmicl_registry.hookspecs import hookimpl
+
+
+@hookimpl
+def register_backbones(register: Any) -> None:
+    """``small_cnn``, ``resnet18``, ``resnet50`` and ``vit_small``."""
+    register(
+        name="small_cnn",
+        factory=SmallCNN,
+        description="3 conv+BN+ReLU blocks, global average pooling, for 8x8-32x32 images "
+        "(input_shape, width, output_dim)",
+    )
+    register(
+        name="resnet18",
+        factory=resnet18,
+        description="torchvision ResNet-18, 512 features, CIFAR stem when H <= 64 "
+        "(input_shape, cifar_stem)",
+    )
+    register(
+        name="resnet50",
+        factory=resnet50,
+        description="torchvision ResNet-50, 2048 features, CIFAR stem when H <= 64 "
+        "(input_shape, cifar_stem)",
+    )
+    register(
+        name="vit_small",
+        factory=vit_small,
+        description="torchvision VisionTransformer as ViT-S: 384 dim, 12 layers, 6 heads, "
+        "patch 16 (4 when H <= 64) (input_shape, patch_size, num_layers, ...)",
+    )
