@@ -14,12 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $(STAMP)
 
-## demo: until the training pipeline lands, the most useful thing the library does:
-## derive the catalog, derive and show a generator given as text, and property-check one.
+## demo: the main job on its embedded default: pretrain a small CNN on scikit-learn's digits
+## with SimCLR and the f-MICL objective (JS), evaluate it (kNN, linear probe, baselines), and
+## write the run folder with its report and plots under runs/.
 demo: $(STAMP)
-	$(BIN)/fmicl divergences list
-	$(BIN)/fmicl divergences derive "(u-1)**2/(u+1)" --name vlc_from_text
-	$(BIN)/fmicl check js
+	$(BIN)/fmicl train --out runs
 
 ## test: lint, type-check, then the whole test suite
 test: lint
@@ -37,6 +36,8 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/divergences.py
 	$(BIN)/python benchmarks/objectives.py --quick
+	$(BIN)/python benchmarks/training.py --quick
+	$(BIN)/fmicl bench mi --quick --out runs/mi-quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache runs

@@ -1,4 +1,5 @@
-"""The ``fmicl`` command line: list, show, derive and check f-divergences.
+"""The ``fmicl`` command line: divergences (list, show, derive, check), plugins, training
+(train, eval, sweep) and benchmarks (bench mi).
 
 Heavy modules (torch, sympy, the library itself) are imported inside the commands, so that
 ``fmicl --help`` stays as fast as the package import allows.
@@ -12,7 +13,7 @@ import os
 import re
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 
@@ -233,7 +234,7 @@ def _print_divergence(d: Divergence) -> None:
 @click.version_option(__version__, "--version", "-V", prog_name="fmicl")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
 def cli(debug: bool) -> None:
-    """f-MICL f-divergences: list the registry, show derivations, define and check your own."""
+    """f-MICL: define and check f-divergences, train and evaluate encoders, compare objectives."""
     _show_plugin_warnings_plainly()
 
 
@@ -457,6 +458,129 @@ def check(target: str, params: dict[str, Number], normalize: bool, max_examples:
     else:
         click.echo(f"{failures} of {total} properties failed")
         click.get_current_context().exit(1)
+
+
+# ------------------------------------------------------------------ training and evaluation
+
+_set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override a spec value (repeatable), e.g. --set train.epochs=5.",
+)
+_out_option = click.option(
+    "--out",
+    default="runs",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder in which the run folder is created.",
+)
+
+
+def _split(values: str) -> list[str]:
+    return [v.strip() for v in values.split(",") if v.strip()]
+
+
+@cli.command()
+@click.argument("spec", required=False, type=click.Path(dir_okay=False))
+@_set_option
+@_out_option
+@click.option(
+    "--resume",
+    type=click.Path(file_okay=False, exists=True),
+    help="Continue the run in this folder from its last checkpoint.",
+)
+def train(spec: str | None, overrides: tuple[str, ...], out: str, resume: str | None) -> None:
+    """Pretrain an encoder as SPEC.toml says (default: the digits spec), then evaluate it.
+
+    Writes a run folder: spec.toml, metrics.jsonl, checkpoints/, report.json, report.md and
+    PNG plots. Under torchrun, every process trains on its share of each batch.
+    """
+    from .training import load_spec
+    from .training import train as run_training
+
+    if resume and (spec or overrides):
+        raise click.UsageError("--resume uses the run's own spec.toml; drop SPEC and --set")
+    loaded = None if resume else load_spec(spec, list(overrides))
+    run_training(loaded, out, resume=resume, log=_log)  # type: ignore[arg-type]
+
+
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+def eval_command(run_dir: str) -> None:
+    """Evaluate the last checkpoint of RUN_DIR again and rewrite its report."""
+    from .training import evaluate_checkpoint
+
+    evaluate_checkpoint(run_dir, log=_log)
+
+
+@cli.command()
+@click.argument("spec", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--divergences",
+    default="kl,js,pearson,sh,tsallis,vlc",
+    show_default=True,
+    help="Comma-separated divergences, each run as the fmicl objective.",
+)
+@click.option(
+    "--baselines",
+    default="infonce,align_uniform",
+    show_default=True,
+    help="Comma-separated baseline objectives ('' for none).",
+)
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1))
+@_set_option
+@_out_option
+def sweep(
+    spec: str | None,
+    divergences: str,
+    baselines: str,
+    seeds: int,
+    overrides: tuple[str, ...],
+    out: str,
+) -> None:
+    """Run SPEC once per objective and seed; write the comparison table and a bar chart."""
+    from .training import sweep as run_sweep
+
+    result = run_sweep(
+        spec,
+        list(overrides),
+        divergences=_split(divergences),
+        baselines=_split(baselines),
+        seeds=seeds,
+        out=out,
+        log=_log,
+    )
+    click.echo((result["dir"] / "comparison.md").read_text())
+
+
+class _LazyGroup(click.Group):
+    """Subcommands imported when they are used, so ``fmicl --help`` stays fast."""
+
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {"mi": ("fmicl_registry.mi.command", "mi_command")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, attribute = self.lazy[name]
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, name)
+
+
+@cli.group(cls=_LazyGroup)
+def bench() -> None:
+    """Benchmarks: fmicl bench mi (do the f-MI bounds estimate what they claim?)."""
+
+
+def _log(message: str) -> None:
+    click.echo(message)
 
 
 def main() -> None:

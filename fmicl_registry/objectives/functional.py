@@ -222,6 +222,7 @@ def fmicl_loss(
     keys2: Tensor | None = None,
     offset: int = 0,
     chunk_size: ChunkSize = "auto",
+    terms: dict[str, Tensor] | None = None,
 ) -> Tensor:
     """The f-MICL loss (PAPER.md section 3), to minimise::
 
@@ -241,6 +242,8 @@ def fmicl_loss(
         keys1, keys2, offset: the projections of all processes and the index of ``z1[0]``
             in them (distributed negatives); default: ``z1``, ``z2``, 0.
         chunk_size: how the negative sums run (``negatives.pair_sum``).
+        terms: a dict that receives the two means, detached: ``"positive term"`` and
+            ``"negative term"`` (what a training loop reports when the loss stops being finite).
 
     Returns:
         A scalar in the inputs' dtype (float32 for bfloat16/float16 inputs).
@@ -297,7 +300,11 @@ def fmicl_loss(
     total = sum(pair_sum(pairs, a, b, exclude, chunk_size) for a, b, exclude in blocks)
     acc = accumulation_dtype(z1.dtype)
     mean_positive = positive(similarity.paired(z1, z2)).mean(dtype=acc)
-    return -(mean_positive - alpha * (total / count))
+    mean_negative = total / count
+    if terms is not None:
+        terms["positive term"] = mean_positive.detach()
+        terms["negative term"] = torch.as_tensor(mean_negative).detach()
+    return -(mean_positive - alpha * mean_negative)
 
 
 # ------------------------------------------------------------------------------- baselines

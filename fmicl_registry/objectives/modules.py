@@ -218,6 +218,8 @@ class FMICL(nn.Module):
         self.queue = KeyQueue(queue_size) if queue_size else None
         self._magnitude = functional.term_magnitude(self.divergence, self.similarity, self.alpha)
         self._checked: set[torch.dtype] = set()
+        #: The two means of the last batch, detached (a training loop's NaN guard reads them).
+        self.last_terms: dict[str, Tensor] = {}
 
     def _check_dtype(self, z: Tensor) -> None:
         dtype = z.dtype
@@ -260,6 +262,7 @@ class FMICL(nn.Module):
             keys2=keys2,
             offset=offset,
             chunk_size=self.chunk_size,
+            terms=self.last_terms,
         )
         if own is not None and self.training:
             own.push(keys2.detach())

@@ -1,0 +1,144 @@
+"""A run's report: ``report.json`` (everything), ``report.md`` (for people) and PNG plots.
+
+Plots (matplotlib, headless): ``loss.png`` (training loss per step), ``accuracy.png`` (kNN
+accuracy per evaluated epoch, and the final accuracies beside the baselines),
+``distances.png`` (histograms of positive and negative pair distances, the paper's Figure 4)
+and ``alignment_uniformity.png`` (Wang and Isola's plane: lower-left is better).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_NAMES = {
+    "knn_top1": "kNN top-1 (%)",
+    "linear_top1": "linear top-1 (%)",
+    "linear_train_top1": "linear train top-1 (%)",
+    "alignment": "alignment",
+    "uniformity": "uniformity",
+}
+
+
+def _fmt(key: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}" if key.endswith("top1") else f"{value:.4f}"
+
+
+def _pyplot() -> Any:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _records(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """``report.md``: the metrics of the pretrained encoder beside the baselines."""
+    columns = ["pretrained", *report["baselines"]]
+    rows = [report["metrics"], *report["baselines"].values()]
+    keys = [k for k in _NAMES if any(k in row for row in rows)]
+    lines = [
+        f"# Run `{report['run']}`",
+        "",
+        f"Objective `{report['spec']['objective'].get('name')}` "
+        + ", ".join(f"{k}={v}" for k, v in report["spec"]["objective"].items() if k != "name")
+        + f"; architecture `{report['spec']['architecture'].get('name')}`, "
+        f"data `{report['spec']['data']['name']}`.",
+        "",
+        "| metric | " + " | ".join(c.replace("_", " ") for c in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for key in keys:
+        lines.append(
+            f"| {_NAMES[key]} | " + " | ".join(_fmt(key, row.get(key)) for row in rows) + " |"
+        )
+    training = report.get("training") or {}
+    if training:
+        rate = training.get("images_per_s")
+        lines += [
+            "",
+            f"Training: {training.get('steps')} steps in {training.get('seconds', 0):.1f} s"
+            + (f" ({rate:.0f} images/s)" if rate else "")
+            + f", {training.get('world_size', 1)} process(es).",
+        ]
+    lines += [
+        "",
+        "![loss](loss.png) ![accuracy](accuracy.png)",
+        "",
+        "![distances](distances.png) ![alignment and uniformity](alignment_uniformity.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(
+    report: dict[str, Any], run_dir: Path, *, distances: dict[str, dict[str, np.ndarray]]
+) -> None:
+    """Write ``report.json``, ``report.md`` and the four plots into ``run_dir``."""
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (run_dir / "report.md").write_text(markdown(report))
+    plt = _pyplot()
+    records = _records(run_dir)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    if steps:
+        ax.plot(*zip(*steps, strict=True))
+    ax.set(xlabel="step", ylabel="training loss", title=f"{report['run']}: loss")
+    fig.tight_layout()
+    fig.savefig(run_dir / "loss.png", dpi=100)
+    plt.close(fig)
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    curve = [(r["epoch"], 100 * r["knn_top1"]) for r in records if "knn_top1" in r]
+    if curve:
+        left.plot(*zip(*curve, strict=True), marker="o")
+    left.set(xlabel="epoch", ylabel="kNN top-1 (%)", title="kNN accuracy during training")
+    names = ["pretrained", *report["baselines"]]
+    rows = [report["metrics"], *report["baselines"].values()]
+    x = np.arange(len(names))
+    for offset, key in ((-0.2, "knn_top1"), (0.2, "linear_top1")):
+        right.bar(x + offset, [100 * r[key] for r in rows], width=0.4, label=_NAMES[key])
+    right.set_xticks(x, [n.replace("_", " ") for n in names])
+    right.set(ylabel="top-1 (%)", title="final accuracy")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / "accuracy.png", dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(distances), figsize=(5 * len(distances), 4), squeeze=False)
+    for ax, (name, d) in zip(axes[0], distances.items(), strict=True):
+        bins = np.linspace(0.0, 2.0, 41)
+        ax.hist(d["negative"], bins=bins, alpha=0.6, density=True, label="negative pairs")
+        ax.hist(d["positive"], bins=bins, alpha=0.6, density=True, label="positive pairs")
+        ax.set(xlabel="distance of normalised features", ylabel="density", title=name)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / "distances.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, row in zip(names, rows, strict=True):
+        if "alignment" in row and "uniformity" in row:
+            ax.scatter(row["uniformity"], row["alignment"], s=60)
+            ax.annotate(name.replace("_", " "), (row["uniformity"], row["alignment"]))
+    ax.set(xlabel="uniformity (lower is better)", ylabel="alignment (lower is better)")
+    ax.set_title("alignment and uniformity (Wang and Isola 2020)")
+    fig.tight_layout()
+    fig.savefig(run_dir / "alignment_uniformity.png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,257 @@
+"""Experiment specs: a TOML file, checked key by key, with ``--set section.key=value`` overrides.
+
+A spec has fixed sections with typed keys (``run``, ``data``, ``train``, ``eval``) and component
+sections (``backbone``, ``architecture``, ``objective``, ``augment``): a ``name`` plus any
+options, which the component's factory checks when it is built (``data`` also passes its other
+keys, ``image_size`` say, to the data set's factory). Unknown keys and wrong types
+are refused with the file, the key and the expected type. Nothing in a spec is executed.
+
+Example::
+
+    # my_run.toml
+    [objective]
+    name = "fmicl"
+    divergence = "js"
+    alpha = 40.0
+
+    [train]
+    epochs = 50
+
+Then ``fmicl train my_run.toml --set objective.divergence=kl --set train.batch_size=128``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import FmiclError
+
+
+class SpecError(FmiclError):
+    """An experiment spec that cannot be used: the message names the file and the key."""
+
+
+_INT, _FLOAT, _BOOL, _STR, _OPT_STR = "integer", "number", "boolean", "string", "string or none"
+
+#: The typed sections: key -> (expected type, default, help).
+SCHEMA: dict[str, dict[str, tuple[str, Any, str]]] = {
+    "run": {
+        "name": (_STR, "run", "name of the run (the run folder is OUT/NAME)"),
+        "seed": (_INT, 0, "seed of every random choice (initialisation, batches, augmentations)"),
+        "device": (_STR, "auto", "'auto' (cuda when available), 'cpu' or 'cuda'"),
+    },
+    "data": {
+        "name": (_STR, "digits", "registered data set (fmicl list datasets)"),
+        "root": (_OPT_STR, None, "where the data lives (default: $FMICL_DATA_DIR or a cache)"),
+        "download": (_BOOL, False, "download the data when it is missing"),
+        "num_workers": (_INT, 0, "data-loader worker processes"),
+    },
+    "train": {
+        "epochs": (_INT, 100, "pretraining epochs"),
+        "batch_size": (_INT, 256, "global batch size (split over processes)"),
+        "optimizer": (_STR, "sgd", "'sgd' (momentum), 'adamw' or 'lars'"),
+        "lr": (_FLOAT, 0.1, "peak learning rate (after warm-up)"),
+        "momentum": (_FLOAT, 0.9, "SGD/LARS momentum"),
+        "weight_decay": (_FLOAT, 5e-4, "weight decay"),
+        "warmup_epochs": (_FLOAT, 0.0, "linear warm-up, then a cosine schedule to zero"),
+        "precision": (_STR, "auto", "'auto' (bfloat16 autocast on GPU), 'fp32' or 'bf16'"),
+        "compile": (_BOOL, False, "torch.compile the model"),
+        "max_steps": (_INT, 0, "stop after this many steps (0: no limit; for smoke tests)"),
+        "log_every": (_INT, 10, "write a metrics line every this many steps"),
+        "checkpoint_every": (_INT, 1, "write a checkpoint every this many epochs (and at the end)"),
+        "progress": (_BOOL, True, "show a progress bar"),
+    },
+    "eval": {
+        "knn_k": (_INT, 200, "neighbours of the weighted kNN classifier"),
+        "knn_temperature": (_FLOAT, 0.1, "temperature of the kNN vote weights"),
+        "linear_epochs": (_INT, 100, "epochs of the linear probe on frozen features"),
+        "every": (_INT, 0, "kNN accuracy every this many epochs for the curves (0: at the end)"),
+        "baselines": (_BOOL, True, "also probe raw inputs and a random (untrained) encoder"),
+        "batch_size": (_INT, 512, "batch size of feature extraction"),
+    },
+}
+
+#: Component sections: a registered ``name`` (None: the default) plus the factory's options.
+COMPONENTS: dict[str, str | None] = {
+    "backbone": "backbones",
+    "architecture": "architectures",
+    "objective": "objectives",
+    "augment": None,  # options of fmicl_registry.data.get_augmentation; name = recipe
+}
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    _INT: (int,),
+    _FLOAT: (int, float),
+    _BOOL: (bool,),
+    _STR: (str,),
+    _OPT_STR: (str,),
+}
+
+
+@dataclass
+class Spec:
+    """A checked experiment spec: ``spec["train"]["epochs"]``; ``spec.source`` names its file."""
+
+    data: dict[str, dict[str, Any]]
+    source: str = "<default>"
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.data[section]
+
+    def dataset_options(self) -> dict[str, Any]:
+        """The keys of ``[data]`` that are options of the data set's factory."""
+        return {k: v for k, v in self.data["data"].items() if k not in SCHEMA["data"]}
+
+    def component(self, section: str) -> tuple[str | None, dict[str, Any]]:
+        """``(name, options)`` of a component section."""
+        options = dict(self.data[section])
+        return options.pop("name", None), options
+
+    def to_toml(self) -> str:
+        """The resolved spec as TOML (what a run folder keeps as ``spec.toml``)."""
+        lines: list[str] = [f"# resolved from {self.source}"]
+        for section, values in self.data.items():
+            lines.append(f"\n[{section}]")
+            for key, value in values.items():
+                if value is not None:
+                    lines.append(f"{key} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise SpecError(f"cannot write {value!r} to TOML")
+
+
+def defaults() -> dict[str, dict[str, Any]]:
+    """Every typed key at its default, and empty component sections."""
+    data: dict[str, dict[str, Any]] = {
+        section: {key: default for key, (_, default, _) in keys.items()}
+        for section, keys in SCHEMA.items()
+    }
+    for section in COMPONENTS:
+        data[section] = {"name": None}
+    data["objective"]["name"] = "fmicl"
+    data["architecture"]["name"] = "simclr"
+    return data
+
+
+def _typename(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _check(section: str, key: str, value: Any, where: str) -> Any:
+    if section not in SCHEMA and section not in COMPONENTS:
+        hint = difflib.get_close_matches(section, [*SCHEMA, *COMPONENTS], n=1)
+        raise SpecError(
+            f"{where}: unknown section [{section}]"
+            + (f" (did you mean [{hint[0]}]?)" if hint else "")
+            + f"; sections: {', '.join([*SCHEMA, *COMPONENTS])}"
+        )
+    if section in COMPONENTS:
+        if key == "name" and not (value is None or isinstance(value, str)):
+            raise SpecError(f"{where}: {section}.name must be a string, got {_typename(value)}")
+        return value  # options: the factory checks them when it is built
+    keys = SCHEMA[section]
+    if section == "data" and key not in keys:
+        return value  # an option of the data set's factory (image_size=...), checked there
+    if key not in keys:
+        hint = difflib.get_close_matches(key, keys, n=1)
+        raise SpecError(
+            f"{where}: unknown key {section}.{key}"
+            + (f" (did you mean {section}.{hint[0]}?)" if hint else "")
+            + f"; keys of [{section}]: {', '.join(keys)}"
+        )
+    expected = keys[key][0]
+    ok = isinstance(value, _TYPES[expected]) and not (expected != _BOOL and isinstance(value, bool))
+    if not ok:
+        raise SpecError(
+            f"{where}: {section}.{key} must be a {expected}, got {_typename(value)} {value!r}"
+        )
+    return float(value) if expected == _FLOAT else value
+
+
+def _merge(data: dict[str, dict[str, Any]], raw: dict[str, Any], where: str) -> None:
+    for section, values in raw.items():
+        if not isinstance(values, dict):
+            raise SpecError(
+                f"{where}: {section!r} must be a [section] table, got {_typename(values)}"
+            )
+        for key, value in values.items():
+            data.setdefault(section, {})[key] = _check(section, key, value, where)
+        if section in COMPONENTS and "name" in values:
+            # a new component name drops the options of the previous one
+            data[section] = {k: v for k, v in data[section].items() if k in values}
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"train.epochs=5"`` -> ``("train", "epochs", 5)``; the value is read as TOML, and as a
+    plain string when it is not valid TOML (``--set objective.divergence=js``)."""
+    target, sep, raw = text.partition("=")
+    section, dot, key = target.strip().partition(".")
+    if not sep or not dot or not section or not key or "." in key:
+        raise SpecError(f"--set {text!r}: expected section.key=value, e.g. --set train.epochs=5")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return section, key, value
+
+
+def default_spec_path() -> Path:
+    """The embedded default: the digits experiment shipped in ``specs/experiments``."""
+    return Path(str(resources.files("fmicl_registry.specs") / "experiments" / "digits.toml"))
+
+
+def load_spec(path: str | Path | None = None, overrides: list[str] | None = None) -> Spec:
+    """Read and check a spec (``None``: the digits default), then apply ``overrides``.
+
+    Example:
+        >>> from fmicl_registry.training import load_spec
+        >>> spec = load_spec(None, ["train.epochs=3", "objective.divergence=kl"])
+        >>> spec["train"]["epochs"], spec.component("objective")
+        (3, ('fmicl', {'divergence': 'kl', 'alpha': 40.0, 'gamma': 1.0}))
+    """
+    source = default_spec_path() if path is None else Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as err:
+        raise SpecError(f"cannot read spec {source}: {err.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{source}: not valid TOML: {err}") from None
+    data = defaults()
+    _merge(data, raw, str(source))
+    for item in overrides or []:
+        section, key, value = parse_override(item)
+        _merge(data, {section: {key: value}}, f"--set {item}")
+    return Spec(copy.deepcopy(data), source="<default digits spec>" if path is None else str(path))
+
+
+def spec_from_toml(text: str, where: str) -> Spec:
+    """A spec from the text of a resolved ``spec.toml`` (``fmicl eval`` and ``--resume``)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{where}: not valid TOML: {err}") from None
+    data = defaults()
+    _merge(data, raw, where)
+    return Spec(data, source=where)

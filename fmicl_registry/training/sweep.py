@@ -1,0 +1,150 @@
+"""A sweep: the same spec once per objective and seed, and the comparison table (Table 2 style).
+
+Each f-MICL divergence runs as ``objective.name = "fmicl"`` with ``objective.divergence`` set
+(the spec's other f-MICL options, alpha and gamma, are kept); each baseline runs as its own
+objective with its defaults. The table holds mean and standard deviation over seeds of every
+metric, written as ``comparison.md`` and ``comparison.csv``, with a bar chart
+``comparison.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .loop import train
+from .report import _NAMES, _pyplot
+from .spec import Spec, SpecError, load_spec
+
+METRICS = ("linear_top1", "knn_top1", "alignment", "uniformity")
+
+
+def sweep_specs(
+    path: str | Path | None,
+    overrides: list[str],
+    *,
+    divergences: list[str],
+    baselines: list[str],
+    seeds: int,
+) -> list[tuple[str, int, Spec]]:
+    """``(label, seed, spec)`` of every run of a sweep (checked before anything trains)."""
+    if seeds < 1:
+        raise SpecError(f"--seeds must be at least 1, got {seeds}")
+    if not divergences and not baselines:
+        raise SpecError("nothing to sweep: give --divergences and/or --baselines")
+    base = load_spec(path, overrides)
+    fmicl = base.component("objective")
+    if fmicl[0] != "fmicl":
+        fmicl = ("fmicl", {})
+    runs = []
+    for label in [*divergences, *baselines]:
+        for seed in range(base["run"]["seed"], base["run"]["seed"] + seeds):
+            settings = [f"run.seed={seed}", f'run.name="{label}-seed{seed}"']
+            if label in divergences:
+                options = {**fmicl[1], "divergence": label}
+                settings += ['objective.name="fmicl"'] + [
+                    f"objective.{k}={json.dumps(v)}" for k, v in options.items()
+                ]
+            else:
+                settings.append(f'objective.name="{label}"')
+            runs.append((label, seed, load_spec(path, [*overrides, *settings])))
+    return runs
+
+
+def sweep(
+    path: str | Path | None,
+    overrides: list[str],
+    *,
+    divergences: list[str],
+    baselines: list[str],
+    seeds: int = 1,
+    out: str | Path = "runs",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train and evaluate every run of the sweep into ``out/sweep-<name>/`` and write the
+    comparison table there; returns ``{"dir", "rows"}``."""
+    runs = sweep_specs(path, overrides, divergences=divergences, baselines=baselines, seeds=seeds)
+    name = load_spec(path, overrides)["run"]["name"]
+    folder, n = Path(out) / f"sweep-{name}", 1
+    while folder.exists():
+        n += 1
+        folder = Path(out) / f"sweep-{name}-{n}"
+    folder.mkdir(parents=True)
+    results: dict[str, list[dict[str, float]]] = {}
+    for i, (label, seed, spec) in enumerate(runs, 1):
+        log(f"[{i}/{len(runs)}] {label}, seed {seed}")
+        result = train(spec, folder, log=log)
+        results.setdefault(label, []).append(result.report["metrics"])
+    rows = table(results)
+    write_table(rows, folder, seeds=seeds)
+    log(f"comparison: {folder / 'comparison.md'}")
+    return {"dir": folder, "rows": rows}
+
+
+def table(results: dict[str, list[dict[str, float]]]) -> list[dict[str, Any]]:
+    """One row per objective: mean and standard deviation (0 for one seed) of each metric."""
+    rows = []
+    for label, runs in results.items():
+        row: dict[str, Any] = {"objective": label, "runs": len(runs)}
+        for key in METRICS:
+            values = [r[key] for r in runs if key in r]
+            if values:
+                row[key] = statistics.fmean(values)
+                row[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def write_table(rows: list[dict[str, Any]], folder: Path, *, seeds: int) -> None:
+    """``comparison.md``, ``comparison.csv`` and ``comparison.png`` in ``folder``."""
+    keys = [k for k in METRICS if any(k in r for r in rows)]
+    with (folder / "comparison.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["objective", "runs", *[c for k in keys for c in (k, k + "_std")]])
+        for r in rows:
+            writer.writerow(
+                [r["objective"], r["runs"], *[r.get(c) for k in keys for c in (k, k + "_std")]]
+            )
+
+    def cell(r: dict[str, Any], k: str) -> str:
+        if k not in r:
+            return "-"
+        scale = 100 if k.endswith("top1") else 1
+        digits = 2 if k.endswith("top1") else 4
+        text = f"{scale * r[k]:.{digits}f}"
+        return text + (f" ± {scale * r[k + '_std']:.{digits}f}" if seeds > 1 else "")
+
+    lines = [
+        f"Mean{' ± std' if seeds > 1 else ''} over {seeds} seed(s).",
+        "",
+        "| objective | " + " | ".join(_NAMES[k] for k in keys) + " |",
+        "|---|" + "---|" * len(keys),
+        *(f"| {r['objective']} | " + " | ".join(cell(r, k) for k in keys) + " |" for r in rows),
+    ]
+    (folder / "comparison.md").write_text("\n".join(lines) + "\n")
+
+    plt = _pyplot()
+    tops = [k for k in ("linear_top1", "knn_top1") if k in keys]
+    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 1.1), 4))
+    width = 0.8 / max(1, len(tops))
+    for i, k in enumerate(tops):
+        x = [j + (i - (len(tops) - 1) / 2) * width for j in range(len(rows))]
+        ax.bar(
+            x,
+            [100 * r[k] for r in rows],
+            width=width,
+            yerr=[100 * r[k + "_std"] for r in rows] if seeds > 1 else None,
+            label=_NAMES[k],
+        )
+    ax.set_xticks(range(len(rows)), [r["objective"] for r in rows])
+    low = min((100 * r[k] for r in rows for k in tops), default=0)
+    ax.set_ylim(max(0, low - 5), 100)
+    ax.set(ylabel="top-1 (%)", title="objectives compared")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "comparison.png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,87 @@
+"""`fmicl train`, `fmicl eval` and `fmicl sweep` as a user runs them."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from training_helpers import TINY
+
+from fmicl_registry.cli import cli
+
+SETTINGS = [a for s in [*TINY, "train.epochs=1", "eval.every=0"] for a in ("--set", s)]
+
+
+def test_train_prints_accuracies_and_the_report_path_then_eval_rewrites_it(
+    tmp_path: Path,
+) -> None:
+    result = CliRunner().invoke(cli, ["train", *SETTINGS, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "kNN top-1" in result.output and "linear top-1" in result.output
+    report = tmp_path / "digits" / "report.md"
+    assert f"report: {report}" in result.output and report.is_file()
+    before = (tmp_path / "digits" / "report.json").read_text()
+    again = CliRunner().invoke(cli, ["eval", str(tmp_path / "digits")])
+    assert again.exit_code == 0, again.output
+    assert "evaluating" in again.output and "epoch 1" in again.output
+    after = (tmp_path / "digits" / "report.json").read_text()
+    assert before.split('"evaluation_seconds"')[0] == after.split('"evaluation_seconds"')[0]
+
+
+def test_a_bad_spec_exits_2_naming_file_key_and_type(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text("[train]\nepochs = 2.5\n")
+    process = subprocess.run(
+        [sys.executable, "-m", "fmicl_registry.cli", "train", str(spec), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == 2
+    assert f"{spec}: train.epochs must be a integer, got number 2.5" in process.stderr
+    assert "Traceback" not in process.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_a_spec_and_overrides(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["train", "--resume", str(tmp_path), "--set", "train.epochs=1"]
+    )
+    assert result.exit_code == 2 and "--resume uses the run's own spec.toml" in result.output
+
+
+@pytest.mark.slow
+def test_sweep_writes_the_comparison_table_csv_and_chart(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "sweep",
+            "--divergences",
+            "kl,js",
+            "--baselines",
+            "infonce",
+            *SETTINGS,
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "sweep-digits"
+    rows = list(csv.DictReader((folder / "comparison.csv").open()))
+    assert [r["objective"] for r in rows] == ["kl", "js", "infonce"]
+    assert all(0 < float(r["linear_top1"]) <= 1 for r in rows)
+    assert "| kl |" in result.output and "linear top-1 (%)" in result.output
+    assert (folder / "comparison.png").stat().st_size > 1000
+    for label in ("kl", "js", "infonce"):
+        assert (folder / f"{label}-seed0" / "report.json").is_file()
+    spec = (folder / "js-seed0" / "spec.toml").read_text()
+    assert 'divergence = "js"' in spec and "alpha = 40.0" in spec
+
+
+def test_bench_lists_the_mi_benchmark() -> None:
+    result = CliRunner().invoke(cli, ["bench", "--help"])
+    assert result.exit_code == 0 and "mi" in result.output
