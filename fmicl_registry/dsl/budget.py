@@ -30,7 +30,13 @@ class OutOfTime(Exception):
     """A budgeted step did not finish in time."""
 
 
-def _expire(signum: int, frame: object) -> None:
+def _expire(signum: int, frame: Any) -> None:
+    if frame is not None and frame.f_code in _BOOKKEEPING:
+        # The alarm came while a budget was being entered or left (between the unblocking of
+        # the signal and the ``try``, or before its ``finally`` blocks it again): raising here
+        # would skip the bookkeeping. Try again in a millisecond; leaving disarms it.
+        signal.setitimer(signal.ITIMER_PROF, 1e-3)
+        return
     raise OutOfTime
 
 
@@ -92,6 +98,17 @@ def time_budget(seconds: float) -> Iterator[None]:
                     if _SIGNAL in signal.sigpending():
                         signal.sigwait({_SIGNAL})  # drop an alarm that came too late
                     signal.signal(_SIGNAL, _previous_handler)
+
+
+#: Frames in which the alarm must not raise: the budget's own entry and exit.
+_BOOKKEEPING = frozenset(
+    {
+        time_budget.__wrapped__.__code__,  # type: ignore[attr-defined]
+        _signal_blocked.__wrapped__.__code__,  # type: ignore[attr-defined]
+        contextlib._GeneratorContextManager.__enter__.__code__,
+        contextlib._GeneratorContextManager.__exit__.__code__,
+    }
+)
 
 
 def attempt(step: Callable[[], T], seconds: float) -> T | None:
