@@ -14,7 +14,10 @@ Peak memory comes from ``torch.profiler`` allocation events (CPU allocator, not 
 measured in a separate run from the timing. Ratios are ours / reference: below 1 is better.
 
 Run: ``.venv/bin/python benchmarks/objectives.py`` (about 1.5 minutes on 2 cores);
-``--quick`` for N in {256, 1024} and three divergences (about 20 s).
+``--quick`` for N in {256, 1024} and three divergences (about 20 s); ``--threads 1`` times on
+one thread (on a machine shared with other jobs, multi-threaded kernels wait for descheduled
+threads at every launch, which inflates whichever side launches more kernels; one thread is
+the steadier comparison there).
 """
 
 from __future__ import annotations
@@ -123,7 +126,10 @@ WIDTHS = [24, 9, 9, 8, 9, 9, 8, 9]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes and divergences")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     os.environ.setdefault("FMICL_CACHE_DIR", tempfile.mkdtemp(prefix="fmicl-bench-"))
     import fmicl_registry as fm
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
 import torch
 
 from .dsl.budget import OutOfTime, time_budget
-from .dsl.compile import Compiled, compile_generator
+from .dsl.compile import Compiled, compile_generator, form_function
 from .dsl.conjugate import numeric_conjugate
+from .dsl.ops import SlopedTerm, piecewise
 from .dsl.parse import check_parameter_name, exact_number, parse_expression
+from .dsl.stabilize import StableTerm, specialize
 from .errors import DivergenceSpecError
 
 Tensor = torch.Tensor
@@ -33,6 +36,28 @@ class AccuracyWarning(UserWarning):
 
 #: The most one definition may take (parse, derive, check, choose forms, compile).
 DEFINITION_SECONDS = 15
+#: Range-specialised terms kept per generator (``Divergence.terms_on``), most recent last.
+_SPECIALIZED_SIZE = 64
+
+
+@dataclass(frozen=True)
+class RangeTerms:
+    """The composed terms for ``log_r`` in ``[low, high]``, from ``Divergence.terms_on``.
+
+    ``positive`` and ``negative`` are :class:`~fmicl_registry.dsl.ops.SlopedTerm`: their value
+    comes from the fewest forms accurate in float32 on the range, their gradient from the
+    term's slope (``u f''(u)``, ``u^2 f''(u)``), also specialised. ``pieces`` says which forms
+    (per function: ``(low, high, label)``; the ends are open, the accuracy is claimed on the
+    range only), ``accuracy`` the worst float32 relative error measured on the range (value of
+    each of the four functions; the terms' gradients are the slopes' values).
+    """
+
+    low: float
+    high: float
+    positive: SlopedTerm
+    negative: SlopedTerm
+    pieces: dict[str, list[tuple[float, float, str]]]
+    accuracy: dict[str, float]
 
 
 class Divergence:
@@ -47,7 +72,9 @@ class Divergence:
 
     Compiled views (tensors in, tensors out, differentiable, any dtype and device, fine under
     ``torch.func`` and ``torch.compile``): ``f``, ``f_prime``, ``f_second``, ``f_star``,
-    ``positive_term``, ``negative_term`` and ``lower_bound``.
+    ``positive_term``, ``negative_term``, their slopes ``positive_slope``/``negative_slope``
+    (``d/dlog_r``) and ``lower_bound``; ``terms_on(low, high)`` gives the two terms specialised
+    to a range of ``log_r`` and differentiated by their slopes (what the f-MICL objective uses).
 
     Example:
         >>> import torch, fmicl_registry as fm
@@ -85,6 +112,10 @@ class Divergence:
         self.f_second: Callable[[Tensor], Tensor] = module.f_second
         self.positive_term: Callable[[Tensor], Tensor] = module.positive_term
         self.negative_term: Callable[[Tensor], Tensor] = module.negative_term
+        #: ``d positive_term / d log_r = u f''(u)`` and ``d negative_term / d log_r =
+        #: u^2 f''(u)`` at ``u = exp(log_r)``, compiled stable forms of their own.
+        self.positive_slope: Callable[[Tensor], Tensor] = module.positive_slope
+        self.negative_slope: Callable[[Tensor], Tensor] = module.negative_slope
         if hasattr(module, "f_star"):
             self.f_star: Callable[[Tensor], Tensor] = module.f_star
         else:
@@ -166,6 +197,18 @@ class Divergence:
         }
 
     @property
+    def slope_accuracy(self) -> dict[str, float]:
+        """Worst float32 relative error of ``positive_slope``/``negative_slope`` (value) on
+        ``log_r`` in [-80, 80]."""
+        return {
+            name: 0.0 if term.slope is None else term.slope.max_rel_error
+            for name, term in (
+                ("positive_slope", self._compiled.positive),
+                ("negative_slope", self._compiled.negative),
+            )
+        }
+
+    @property
     def source_code(self) -> str:
         """The generated torch module."""
         return self._compiled.source
@@ -184,6 +227,42 @@ class Divergence:
         marginals (negative) pairs.
         """
         return self.positive_term(log_r_pos).mean() - self.negative_term(log_r_neg).mean()
+
+    def terms_on(self, low: float, high: float) -> RangeTerms:
+        """The composed terms specialised to ``log_r`` in ``[low, high]`` (a similarity's
+        ``value_range()``), as differentiable functions with a slope-based gradient.
+
+        A term that needs several forms on [-80, 80] (joined with ``torch.where``, each form
+        computed on every element) often has one form accurate on the range a similarity
+        gives: VLC's terms on the f-Gaussian range ``[-4, 0]`` do. Every candidate form kept
+        at definition is measured on the range (:func:`~fmicl_registry.dsl.stabilize.specialize`:
+        float32 value against the 60-digit reference, bfloat16 finite) and the fewest, then
+        cheapest, that meet the tolerance are used; a range that still needs several keeps
+        them. The functions come from the compiled module (one per form): nothing new is
+        generated. Built once per range and generator, then cached in memory. An infinite
+        bound gives the general forms.
+
+        Example:
+            >>> import fmicl_registry as fm
+            >>> vlc = fm.get_divergence("vlc")
+            >>> on_range = vlc.terms_on(-4.0, 0.0)  # the f-Gaussian range, gamma = 1, mu = 1
+            >>> sorted({how for _, _, _, how in vlc.pieces["negative_term"]})  # on [-80, 80]
+            ['exp form (in 1/u)', 'partial fractions (in 1/u), log space']
+            >>> on_range.pieces["negative_term"]
+            [(-inf, inf, 'factored, log space')]
+        """
+        low, high = float(low), float(high)
+        if not low <= high:
+            raise ValueError(f"terms_on needs low <= high, got [{low}, {high}]")
+        cache = self._compiled.specialized
+        key = (low, high)
+        found = cache.pop(key, None)
+        if found is None:
+            found = _range_terms(self._compiled, low, high)
+        cache[key] = found  # most recently used last
+        while len(cache) > _SPECIALIZED_SIZE:
+            del cache[next(iter(cache))]
+        return found
 
     def with_params(self, **params: float) -> Divergence:
         """The same family with some parameters changed: ``tsallis.with_params(a=2)``."""
@@ -248,6 +327,39 @@ class Divergence:
                 self.source,
             ),
         )
+
+
+def _range_terms(compiled: Compiled, low: float, high: float) -> RangeTerms:
+    module = compiled.module
+    functions: dict[str, Callable[[Tensor], Tensor]] = {}
+    pieces: dict[str, list[tuple[float, float, str]]] = {}
+    accuracy: dict[str, float] = {}
+    for name, term in (
+        ("positive_term", compiled.positive),
+        ("negative_term", compiled.negative),
+        ("positive_slope", compiled.positive.slope),
+        ("negative_slope", compiled.negative.slope),
+    ):
+        assert isinstance(term, StableTerm)
+        if not (math.isfinite(low) and math.isfinite(high)):
+            functions[name] = getattr(module, name)
+            pieces[name] = [(p.low, p.high, p.label) for p in term.pieces]
+            accuracy[name] = term.max_rel_error
+            continue
+        chosen = specialize(term, low, high)
+        functions[name] = piecewise(
+            [(lo, hi, getattr(module, form_function(name, k))) for lo, hi, k in chosen.pieces]
+        )
+        pieces[name] = [(lo, hi, term.forms[k][0]) for lo, hi, k in chosen.pieces]
+        accuracy[name] = chosen.max_rel_error
+    return RangeTerms(
+        low,
+        high,
+        SlopedTerm(functions["positive_term"], functions["positive_slope"]),
+        SlopedTerm(functions["negative_term"], functions["negative_slope"]),
+        pieces,
+        accuracy,
+    )
 
 
 def _json_bound(value: float) -> float | str:
@@ -334,13 +446,22 @@ def define_divergence(
     _MEMO[memo_key] = compiled  # most recently used last
     while len(_MEMO) > _MEMO_SIZE:
         del _MEMO[next(iter(_MEMO))]
-    worst = max(compiled.positive.max_rel_error, compiled.negative.max_rel_error)
+    worst = max(
+        term.max_rel_error
+        for term in (
+            compiled.positive,
+            compiled.negative,
+            compiled.positive.slope,
+            compiled.negative.slope,
+        )
+        if term is not None
+    )
     if worst > ACCURACY_TARGET:
         warnings.warn(
             f"divergence {title!r}: no form found keeps the float32 composed terms within "
             f"{ACCURACY_TARGET:g} relative error everywhere on log_r in [-80, 80] (worst: "
-            f"{worst:.1e}, value or gradient); Divergence.pieces and `fmicl divergences show` "
-            "say where",
+            f"{worst:.1e}, value, gradient or slope); Divergence.pieces and `fmicl divergences "
+            "show` say where",
             AccuracyWarning,
             stacklevel=2,
         )

@@ -67,7 +67,16 @@ class Similarity(Protocol):
     (the f-Gaussian similarity); a ``"critic"`` is the critic value ``s`` itself, used as
     ``s`` for positives and ``f*(s)`` for negatives. ``value_range`` is the closed interval the
     values lie in for L2-normalised inputs; for a critic, the objective refuses a divergence
-    whose conjugate domain does not contain it.
+    whose conjugate domain does not contain it; for a log ratio, the objective uses the
+    divergence's terms specialised to it (``Divergence.terms_on``), so ``pairwise`` and
+    ``paired`` must not return values outside it (clamp rounding errors back in).
+
+    Optional: a class attribute ``symmetric = True`` declares ``pairwise(a, b) ==
+    pairwise(b, a).T`` with nothing learning inside; the objective then differentiates a batch
+    against itself through one side and doubles the gradient (one matrix product fewer).
+    Absent means ``False``. A similarity holding tensors that learn (``requires_grad``
+    attributes, or an ``nn.Module``'s parameters) gets the general forms of the terms, since
+    its range moves as it learns.
     """
 
     kind: Literal["log_ratio", "critic"]

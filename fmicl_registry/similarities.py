@@ -48,9 +48,13 @@ class Gaussian:
     section 2) on L2-normalised ``x``, ``y``; ``gamma = 1 / (2 sigma^2)``.
 
     The squared distance of unit vectors lies in ``[0, 4]``, so ``log r`` lies in
-    ``[log mu - 4 gamma, log mu]``. ``pairwise`` uses ``2 - 2 <x, y>`` (one matrix product);
-    ``paired`` uses ``||x - y||^2`` directly (exact for close pairs). With
-    ``normalize=False`` the inputs must already be unit vectors.
+    ``[log mu - 4 gamma, log mu]`` (``value_range()``; the f-MICL objective specialises the
+    divergence's terms to it). ``pairwise`` uses ``2 - 2 <x, y>`` (one matrix product) and
+    clamps rounding errors back into the range in place (its gradient is that of the formula:
+    no mask over the ``N x K`` pairs); ``paired`` uses ``||x - y||^2`` directly (exact for
+    close pairs) and an ordinary clamp (its gradient is zero where rounding crossed the bound:
+    at exactly antipodal views, where the positive term's slope can reach ``e^(2 gamma)``).
+    With ``normalize=False`` the inputs must already be unit vectors.
 
     Example:
         >>> import torch
@@ -64,6 +68,9 @@ class Gaussian:
     """
 
     kind: Literal["log_ratio"] = "log_ratio"
+    #: ``pairwise(a, b) == pairwise(b, a).T``: the objective differentiates a batch against
+    #: itself through one side only (``objectives.negatives.pair_sum``).
+    symmetric = True
 
     def __init__(self, gamma: float = 1.0, mu: float = 1.0, normalize: bool = True) -> None:
         self.normalize = bool(normalize)
@@ -79,7 +86,12 @@ class Gaussian:
         # log mu - gamma (2 - 2 <a, b>) in one fused product, then clamped into the range.
         low, high = self.value_range()
         log_r = torch.addmm(a.new_full((), high - 2 * self.gamma), a, b.mT, alpha=2 * self.gamma)
-        return log_r.clamp(low, high)
+        # The clamp only undoes rounding (the exact value lies in the range), so it runs in
+        # place outside autograd: the gradient is that of the formula, and no N x K mask is
+        # built for a clamp backward (four passes: two comparisons, an and, a where).
+        with torch.no_grad():
+            log_r.clamp_(low, high)
+        return log_r
 
     def paired(self, a: Tensor, b: Tensor) -> Tensor:
         a, b = _unit(a, b, self.normalize)
@@ -106,6 +118,7 @@ class Cosine:
     """
 
     kind: Literal["critic"] = "critic"
+    symmetric = True  # as Gaussian.symmetric
 
     def __init__(self, scale: float = 1.0, normalize: bool = True) -> None:
         self.normalize = bool(normalize)

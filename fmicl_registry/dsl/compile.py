@@ -6,12 +6,20 @@ imported from there. The derived sympy forms are stored beside it as ``srepr`` t
 by ``serialize.loads`` (a whitelist, no ``eval``). Both are keyed by the library version and the
 exact generator, so defining a known divergence again skips sympy entirely.
 
+Besides ``f``, ``f'``, ``f''``, ``f*`` and the two composed terms, the module holds each term's
+slope (``positive_slope``, ``negative_slope``: ``d term / d log_r``) and one function per
+candidate form of each (``positive_term_form0``, ...), so that a range-specialised term
+(``stabilize.specialize``, ``Divergence.terms_on``) is made of functions that are already in
+the module: nothing is generated, written or imported after the module itself, and the module
+is only imported when it is byte-identical to what the printer writes for the stored forms.
+
 Cache directory: ``$FMICL_CACHE_DIR``, else ``$XDG_CACHE_HOME/fmicl-registry``, else
 ``~/.cache/fmicl-registry``; set ``FMICL_CACHE_DIR=off`` to keep nothing on disk.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib.util
@@ -34,7 +42,7 @@ from .parse import U
 from .printer import print_torch
 from .stabilize import LOG_R, Piece, StableTerm, choose, midpoint, stable
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass
@@ -48,6 +56,8 @@ class Compiled:
     source: str
     module: types.ModuleType
     from_cache: bool
+    #: Range-specialised terms already built, by range (``Divergence.terms_on``).
+    specialized: dict[Any, Any] = dataclasses.field(default_factory=dict, repr=False)
 
 
 def cache_dir() -> Path | None:
@@ -174,6 +184,42 @@ def _piecewise_function(name: str, term: StableTerm, doc: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The names of the four composed-term functions in a compiled module, and their docstrings.
+TERM_FUNCTIONS = {
+    "positive_term": "f'(exp(log_r))",
+    "negative_term": "f*(f'(exp(log_r)))",
+    "positive_slope": "d/dlog_r of f'(exp(log_r)) = u f''(u)",
+    "negative_slope": "d/dlog_r of f*(f'(exp(log_r))) = u^2 f''(u)",
+}
+
+
+def term_functions(positive: StableTerm, negative: StableTerm) -> dict[str, StableTerm]:
+    """The four composed terms of a module by function name (a missing slope is left out)."""
+    out = {"positive_term": positive, "negative_term": negative}
+    for name, term in (("positive_slope", positive), ("negative_slope", negative)):
+        if term.slope is not None:
+            out[name] = term.slope
+    return out
+
+
+def form_function(name: str, index: int) -> str:
+    """The module function of candidate form ``index`` of term ``name``."""
+    return f"{name}_form{index}"
+
+
+def _form_functions(name: str, term: StableTerm) -> list[str]:
+    parts = []
+    for i, (label, expr) in enumerate(term.forms):
+        doc = f"{TERM_FUNCTIONS[name]}, form {i}."
+        body = _body(expr, {LOG_R: "log_r"}, "log_r")
+        parts += [
+            f'def {form_function(name, i)}(log_r):\n    """{doc}"""\n'
+            f"    # {_comment(label)}\n    return {body}\n",
+            "",
+        ]
+    return parts
+
+
 def render_module(
     derivation: Derivation,
     conjugate: Conjugate,
@@ -200,12 +246,12 @@ def render_module(
     ]
     if conjugate.compilable and conjugate.expr is not None:
         parts += [_conjugate_function(conjugate, derivation.domain), ""]
-    parts += [
-        _piecewise_function("positive_term", positive, "f'(exp(log_r)), stable form."),
-        "",
-        _piecewise_function("negative_term", negative, "f*(f'(exp(log_r))), stable form."),
-    ]
-    return "\n".join(parts)
+    terms = term_functions(positive, negative)
+    for name, term in terms.items():
+        parts += [_piecewise_function(name, term, f"{TERM_FUNCTIONS[name]}, stable form."), ""]
+    for name, term in terms.items():
+        parts += _form_functions(name, term)
+    return "\n".join(parts).rstrip("\n") + "\n"
 
 
 def _import(path: Path, key: str) -> types.ModuleType:
@@ -223,6 +269,8 @@ def _pieces_to_json(term: StableTerm) -> dict[str, Any]:
         "exact": serialize.dumps(term.exact),
         "max_rel_error": term.max_rel_error,
         "pieces": [[p.low, p.high, serialize.dumps(p.expr), p.label] for p in term.pieces],
+        "forms": [[label, serialize.dumps(expr)] for label, expr in term.forms],
+        "slope": None if term.slope is None else _pieces_to_json(term.slope),
     }
 
 
@@ -231,7 +279,11 @@ def _pieces_from_json(data: dict[str, Any]) -> StableTerm:
         Piece(float(lo), float(hi), serialize.loads(e), str(label))
         for lo, hi, e, label in data["pieces"]
     )
-    return StableTerm(serialize.loads(data["exact"]), pieces, float(data["max_rel_error"]))
+    forms = tuple((str(label), serialize.loads(e)) for label, e in data["forms"])
+    slope = None if data["slope"] is None else _pieces_from_json(data["slope"])
+    return StableTerm(
+        serialize.loads(data["exact"]), pieces, float(data["max_rel_error"]), forms, slope
+    )
 
 
 def _to_json(
@@ -313,8 +365,14 @@ def compile_generator(generator: sp.Expr, *, normalize: bool, text: str | None =
             return cached
     d = derive(generator, normalize=normalize, text=text)
     c = closed_form(d.generator, d.derivative, d.domain)
-    pos = choose(d.derivative)
-    neg = choose(simplified(sp.expand_log(U * d.derivative - d.generator, force=True)))
+    pos = dataclasses.replace(
+        choose(d.derivative),
+        slope=choose(simplified(U * d.second_derivative), gradient=False),
+    )
+    neg = dataclasses.replace(
+        choose(simplified(sp.expand_log(U * d.derivative - d.generator, force=True))),
+        slope=choose(simplified(U**2 * d.second_derivative), gradient=False),
+    )
     source = render_module(d, c, pos, neg)
     target = folder / __version__ if folder is not None else None
     if target is not None:

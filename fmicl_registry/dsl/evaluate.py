@@ -15,7 +15,7 @@ import sympy as sp
 import torch
 
 from . import ops
-from .functions import expm1, log1p, softplus
+from .functions import expm1, log1p, sigmoid, softplus
 
 _MP_FUNCS: dict[type, Callable[[Any], Any]] = {
     sp.exp: mpmath.exp,
@@ -35,6 +35,7 @@ _MP_FUNCS: dict[type, Callable[[Any], Any]] = {
     sp.acosh: mpmath.acosh,
     sp.atanh: mpmath.atanh,
     softplus: lambda z: mpmath.log1p(mpmath.exp(z)),
+    sigmoid: lambda z: 1 / (1 + mpmath.exp(-z)),
     log1p: mpmath.log1p,
     expm1: mpmath.expm1,
 }
@@ -49,6 +50,7 @@ _TORCH_FUNCS: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {
     sp.atan: torch.atan,
     sp.asinh: torch.asinh,
     softplus: lambda z: torch.nn.functional.softplus(z, beta=1.0, threshold=40.0),
+    sigmoid: torch.sigmoid,
     log1p: torch.log1p,
     expm1: ops.expm1,
 }
@@ -90,6 +92,7 @@ _EXP_LIKE: dict[type, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     sp.sinh: (_const(HUGE), _const(-HUGE)),
     sp.cosh: (_const(HUGE), _const(HUGE)),
     softplus: (lambda x: x, _const(mpmath.mpf(0))),
+    sigmoid: (_const(mpmath.mpf(1)), _const(mpmath.mpf(0))),
     expm1: (_const(HUGE), _const(mpmath.mpf(-1))),
 }
 

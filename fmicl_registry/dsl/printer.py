@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .functions import expm1, log1p, softplus
+from .functions import expm1, log1p, sigmoid, softplus
 
 _FUNCTIONS: dict[type, str] = {
     sp.exp: "torch.exp",
@@ -23,6 +23,7 @@ _FUNCTIONS: dict[type, str] = {
     sp.atan: "torch.atan",
     sp.asinh: "torch.asinh",
     softplus: "_softplus",  # F.softplus with a float64-exact threshold, see below
+    sigmoid: "torch.sigmoid",
     log1p: "torch.log1p",
     expm1: "ops.expm1",
 }

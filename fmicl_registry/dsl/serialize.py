@@ -12,7 +12,7 @@ from typing import Any
 
 import sympy as sp
 
-from .functions import expm1, log1p, softplus
+from .functions import expm1, log1p, sigmoid, softplus
 
 _CLASSES: dict[str, Callable[..., Any]] = {
     "Add": lambda *a: sp.Add(*a),
@@ -33,6 +33,7 @@ _CLASSES: dict[str, Callable[..., Any]] = {
     "asinh": sp.asinh,
     "LambertW": sp.LambertW,
     "softplus": softplus,
+    "sigmoid": sigmoid,
     "log1p": log1p,
     "expm1": expm1,
 }

@@ -18,12 +18,20 @@ Algebraically equal forms differ wildly in float32: ``log 2 - softplus(-x)`` can
 3. it keeps the most accurate candidate per region and joins regions with ``torch.where``.
 
 The measured worst-case errors travel with the divergence (``Divergence.accuracy``).
+
+Each term also gets its *slope* ``d term / d log_r`` (``u f''(u)`` and ``u^2 f''(u)``), chosen the
+same way but held to value accuracy only: objectives differentiate a term by its slope instead
+of by autograd through the form, which takes fewer kernels (:func:`choose` with
+``gradient=False``). Every candidate form is kept (``StableTerm.forms``), so that
+:func:`specialize` can pick, for the range a similarity declares, the fewest (and cheapest)
+forms that are accurate on that range alone, measured there against the same reference.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,8 +43,9 @@ import torch
 
 from .budget import attempt
 from .evaluate import mp_eval, torch_eval, torch_supported
-from .functions import expm1, log1p, softplus
+from .functions import expm1, log1p, sigmoid, softplus
 from .parse import U
+from .printer import UnprintableError, print_torch
 
 #: The variable of the composed terms.
 LOG_R = sp.Symbol("log_r", real=True)
@@ -65,6 +74,8 @@ BREAKS = (
 )
 #: Time allowed for writing candidate forms of one term (each form gets at most a second).
 CANDIDATE_SECONDS = 3.0
+#: The same for a slope (``u f''``, ``u^2 f''``): simpler, and the definition's budget is shared.
+SLOPE_CANDIDATE_SECONDS = 1.5
 #: Values within a factor 8 of float32's largest (3.4e38) are not held to the target: a form
 #: like exp(2x)/2 overflows in its intermediate just before its result does.
 _FLOAT32_MAX = 3.4e38 / 8
@@ -94,11 +105,32 @@ class Piece:
 
 @dataclass(frozen=True)
 class StableTerm:
-    """A composed term as pieces, with its measured float32 accuracy."""
+    """A composed term as pieces, with its measured float32 accuracy.
+
+    ``forms`` lists every candidate form that was measured (label, expression), the pieces'
+    forms among them; ``slope`` is the term's derivative in ``log_r`` as a term of its own
+    (chosen for value accuracy), or None for a slope itself.
+    """
 
     exact: sp.Expr  # the term in log_r, exactly as derived
     pieces: tuple[Piece, ...]
-    max_rel_error: float  # float32, value and gradient, worst over the grid
+    max_rel_error: float  # float32, value (and gradient unless a slope), worst over the grid
+    forms: tuple[tuple[str, sp.Expr], ...] = ()
+    slope: StableTerm | None = None
+
+
+@dataclass(frozen=True)
+class Specialized:
+    """The forms of a term chosen for ``log_r`` in ``[low, high]`` (see :func:`specialize`).
+
+    ``pieces`` are ``(low, high, form)``: ``form`` indexes ``StableTerm.forms``; the first piece
+    starts at ``-inf``, the last ends at ``+inf`` (accuracy is only claimed on the range).
+    """
+
+    low: float
+    high: float
+    pieces: tuple[tuple[float, float, int], ...]
+    max_rel_error: float  # float32, on the range's grid (value, and gradient if asked)
 
 
 # ---------------------------------------------------------------------------------- rewrites
@@ -151,6 +183,19 @@ def _stable_log1p(arg: sp.Expr) -> sp.Expr:
     return log1p(arg)
 
 
+def _stable_exp(arg: sp.Expr) -> sp.Expr:
+    """``exp(-softplus(w))`` as ``sigmoid(-w)`` and ``exp(w - softplus(w))`` as ``sigmoid(w)``."""
+    if isinstance(-arg, softplus):
+        return sigmoid(-(-arg).args[0])
+    if arg.is_Add:
+        found = [t for t in arg.args if isinstance(-t, softplus)]
+        if len(found) == 1:
+            w = (-found[0]).args[0]
+            if sp.expand(arg - found[0] - w) == 0:
+                return sigmoid(w)
+    return sp.exp(arg)
+
+
 def stable(expr: sp.Expr) -> sp.Expr:
     """Rewrite with stable primitives, bottom-up (exact: the value never changes)."""
     if expr.is_Atom:
@@ -158,6 +203,8 @@ def stable(expr: sp.Expr) -> sp.Expr:
     rebuilt = expr.func(*[stable(a) for a in expr.args])
     if rebuilt.is_Add:
         return _stable_add(rebuilt)
+    if isinstance(rebuilt, sp.exp):
+        return _stable_exp(rebuilt.args[0])
     if isinstance(rebuilt, sp.log):
         return _stable_log(rebuilt.args[0])
     if isinstance(rebuilt, log1p):
@@ -205,11 +252,19 @@ def _in_log_r(expr: sp.Expr, var: sp.Symbol, value: sp.Expr) -> sp.Expr:
     return stable(expr.subs(var, value))
 
 
-def candidates(term_u: sp.Expr) -> list[tuple[str, sp.Expr]]:
+def _printable(expr: sp.Expr) -> bool:
+    try:
+        print_torch(expr, {LOG_R: "log_r"})
+    except UnprintableError:
+        return False
+    return True
+
+
+def candidates(term_u: sp.Expr, seconds: float = CANDIDATE_SECONDS) -> list[tuple[str, sp.Expr]]:
     """Equivalent forms of ``term_u`` (a function of ``u``) as functions of ``log_r``."""
     found: list[tuple[str, sp.Expr]] = []
     seen: set[sp.Expr] = set()
-    stop = time.monotonic() + CANDIDATE_SECONDS
+    stop = time.monotonic() + seconds
     mirror = term_u.subs(U, 1 / _V)
     bases = [(term_u, False), (mirror, True), (attempt(lambda: sp.simplify(mirror), 2.0), True)]
     for base, mirrored in bases:
@@ -227,30 +282,44 @@ def candidates(term_u: sp.Expr) -> list[tuple[str, sp.Expr]]:
             if expr is None:
                 continue
             name = label + (" (in 1/u)" if mirrored else "")
-            for variant, suffix in ((expr, ""), (_log_space(expr), ", log space")):
-                if variant in seen or not torch_supported(variant):
+            spaced = _log_space(expr)
+            variants = [(expr, ""), (spaced, ", log space")]
+            joined = attempt(functools.partial(_exps_joined, spaced), 1.0)
+            if joined is not None:
+                variants.append((joined, ", log space, exps joined"))
+            for variant, suffix in variants:
+                if variant in seen or not torch_supported(variant) or not _printable(variant):
                     continue
                 seen.add(variant)
                 found.append((name + suffix, variant))
     return found
 
 
+def _exps_joined(expr: sp.Expr) -> sp.Expr:
+    """Products of exponentials as one exponential (``exp(a) exp(b) = exp(a + b)``), which
+    can then become a ``sigmoid``: one kernel instead of several."""
+    return stable(sp.powsimp(expr, combine="exp"))
+
+
 # --------------------------------------------------------------------------------- selection
-def _reference(exact: sp.Expr) -> tuple[np.ndarray, np.ndarray]:
-    derivative = sp.diff(exact, LOG_R)
-    values: list[float] = []
-    grads: list[float] = []
+def reference(
+    exact: sp.Expr, grid: np.ndarray = GRID, gradient: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``exact`` (and its derivative, unless ``gradient=False``) at the grid points, from a
+    60-digit mpmath evaluation; NaN where it is undefined or not finite."""
+    exprs = [exact, sp.diff(exact, LOG_R)] if gradient else [exact]
+    out: list[list[float]] = [[] for _ in exprs]
     with mpmath.workdps(60):
-        for x in GRID:
+        for x in grid:
             point = {LOG_R: mpmath.mpf(float(x))}
-            for expr, out in ((exact, values), (derivative, grads)):
+            for expr, values in zip(exprs, out, strict=True):
                 try:
                     value = mp_eval(expr, point)
                     value = value.real if isinstance(value, mpmath.mpc) else value
-                    out.append(float(value) if mpmath.isfinite(value) else np.nan)
+                    values.append(float(value) if mpmath.isfinite(value) else np.nan)
                 except (ZeroDivisionError, ValueError, OverflowError):
-                    out.append(np.nan)
-    return np.array(values), np.array(grads)
+                    values.append(np.nan)
+    return np.array(out[0]), (np.array(out[1]) if gradient else None)
 
 
 def _relative_error(got: np.ndarray, want: np.ndarray) -> np.ndarray:
@@ -261,21 +330,27 @@ def _relative_error(got: np.ndarray, want: np.ndarray) -> np.ndarray:
     return np.where(checkable, err, 0.0)
 
 
-def measure(expr: sp.Expr, want: np.ndarray, want_grad: np.ndarray) -> np.ndarray:
-    """Per-grid-point float32 relative error of ``expr`` (value and gradient, the worse)."""
-    x = torch.tensor(GRID, dtype=torch.float32, requires_grad=True)
+def measure(
+    expr: sp.Expr, want: np.ndarray, want_grad: np.ndarray | None, grid: np.ndarray = GRID
+) -> np.ndarray:
+    """Per-grid-point float32 relative error of ``expr``: value and gradient (the worse), or the
+    value alone when ``want_grad`` is None. Where the form is not finite in bfloat16 although
+    the exact value fits, the error is ``inf``."""
+    x = torch.tensor(grid, dtype=torch.float32, requires_grad=want_grad is not None)
     try:
         y = torch_eval(expr, {LOG_R: x})
-        (grad,) = torch.autograd.grad(y.sum(), x)
+        error = _relative_error(y.detach().double().numpy(), want)
+        if want_grad is not None:
+            (grad,) = torch.autograd.grad(y.sum(), x)
+            error = np.maximum(error, _relative_error(grad.double().numpy(), want_grad))
     except (NotImplementedError, RuntimeError):
-        return np.full(GRID.shape, np.inf)
-    got = y.detach().double().numpy()
-    got_grad = grad.double().numpy()
-    error = np.maximum(_relative_error(got, want), _relative_error(got_grad, want_grad))
-    return np.maximum(error, _half_precision_failures(expr, want, want_grad))
+        return np.full(grid.shape, np.inf)
+    return np.maximum(error, _half_precision_failures(expr, want, want_grad, grid))
 
 
-def _half_precision_failures(expr: sp.Expr, want: np.ndarray, want_grad: np.ndarray) -> np.ndarray:
+def _half_precision_failures(
+    expr: sp.Expr, want: np.ndarray, want_grad: np.ndarray | None, grid: np.ndarray
+) -> np.ndarray:
     """``inf`` where a form is not finite in bfloat16 although the exact value fits.
 
     bfloat16 has float32's range but 8 bits of mantissa, so an intermediate can round to an
@@ -283,34 +358,41 @@ def _half_precision_failures(expr: sp.Expr, want: np.ndarray, want_grad: np.ndar
     (float16 is not asked for: its range ends at 65504, and forms good in float32 over
     [-80, 80] are bound to overflow in it; computing the terms in float16 is not supported.)
     """
-    failures = np.zeros(GRID.shape)
+    failures = np.zeros(grid.shape)
     for dtype in (torch.bfloat16,):
         fits = 0.5 * torch.finfo(dtype).max
-        ok = (np.abs(want) <= fits) & (np.abs(want_grad) <= fits)
-        x = torch.tensor(GRID, dtype=dtype, requires_grad=True)
+        ok = np.abs(want) <= fits
+        if want_grad is not None:
+            ok &= np.abs(want_grad) <= fits
+        x = torch.tensor(grid, dtype=dtype, requires_grad=want_grad is not None)
         try:
             y = torch_eval(expr, {LOG_R: x})
-            (grad,) = torch.autograd.grad(y.sum(), x)
+            finite = torch.isfinite(y.detach()).numpy()
+            if want_grad is not None:
+                (grad,) = torch.autograd.grad(y.sum(), x)
+                finite &= torch.isfinite(grad).numpy()
         except (NotImplementedError, RuntimeError):
-            return np.full(GRID.shape, np.inf)
-        finite = torch.isfinite(y.detach()).numpy() & torch.isfinite(grad).numpy()
+            return np.full(grid.shape, np.inf)
         failures = np.where(ok & ~finite, np.inf, failures)
     return failures
 
 
-def _segments() -> list[tuple[float, float]]:
-    edges = [-np.inf, *BREAKS, np.inf]
+def _segments(low: float = -np.inf, high: float = np.inf) -> list[tuple[float, float]]:
+    """The regions between :data:`BREAKS`, cut to ``[low, high]``."""
+    edges = [low, *(b for b in BREAKS if low < b < high), high]
     return list(itertools.pairwise(edges))
 
 
-def _cover(table: np.ndarray) -> list[int]:
+def _cover(table: np.ndarray, costs: np.ndarray | None = None) -> list[int]:
     """A form per segment, using as few distinct forms as the tolerance allows.
 
     Greedy set cover: take the form that is accurate on the most segments still uncovered
-    (ties: the smaller worst error there); segments no form covers get their most accurate one.
-    Fewer distinct forms means fewer tensors computed per call.
+    (ties: the cheaper form when ``costs`` are given, then the smaller worst error there);
+    segments no form covers get their most accurate one. Fewer distinct forms means fewer
+    tensors computed per call.
     """
     good = table <= TOLERANCE
+    costs = np.zeros(table.shape[0]) if costs is None else costs
     chosen = [-1] * table.shape[1]
     left = set(range(table.shape[1]))
     while left:
@@ -321,7 +403,7 @@ def _cover(table: np.ndarray) -> list[int]:
                 chosen[s] = int(table[:, s].argmin())
             break
         worst = table[:, columns].max(axis=1)
-        best = int(np.lexsort((worst, -counts))[0])
+        best = int(np.lexsort((worst, costs, -counts))[0])
         for s in columns:
             if good[best, s]:
                 chosen[s] = best
@@ -329,17 +411,32 @@ def _cover(table: np.ndarray) -> list[int]:
     return chosen
 
 
-def choose(term_u: sp.Expr) -> StableTerm:
-    """The most accurate piecewise form of a composed term given as a function of ``u``."""
+def _table(
+    errors: list[np.ndarray], grid: np.ndarray, segments: list[tuple[float, float]]
+) -> np.ndarray:
+    last = len(segments) - 1
+    masks = [
+        (lo <= grid) & ((hi > grid) | (i == last and hi >= grid))  # the range's end included
+        for i, (lo, hi) in enumerate(segments)
+    ]
+    return np.array([[err[m].max(initial=0.0) for m in masks] for err in errors])
+
+
+def choose(term_u: sp.Expr, *, gradient: bool = True) -> StableTerm:
+    """The most accurate piecewise form of a composed term given as a function of ``u``.
+
+    ``gradient=False`` holds the forms to value accuracy only (for a slope, whose own
+    derivative is not what the objectives use; its candidates get
+    :data:`SLOPE_CANDIDATE_SECONDS`).
+    """
     exact = term_u.subs(U, sp.exp(LOG_R))
-    options = candidates(term_u)
+    options = candidates(term_u, CANDIDATE_SECONDS if gradient else SLOPE_CANDIDATE_SECONDS)
     if not options:
         options = [("as derived", exact)]
-    want, want_grad = _reference(exact)
+    want, want_grad = reference(exact, GRID, gradient)
     errors = [measure(expr, want, want_grad) for _, expr in options]
     segments = _segments()
-    masks = [(lo <= GRID) & (hi > GRID) for lo, hi in segments]
-    table = np.array([[err[m].max(initial=0.0) for m in masks] for err in errors])
+    table = _table(errors, GRID, segments)
 
     chosen = _cover(table)
     pieces: list[Piece] = []
@@ -349,7 +446,65 @@ def choose(term_u: sp.Expr) -> StableTerm:
         else:
             pieces.append(Piece(lo, hi, options[k][1], options[k][0]))
     worst = max(table[k, s] for s, k in enumerate(chosen))
-    return StableTerm(exact, tuple(pieces), float(worst))
+    return StableTerm(exact, tuple(pieces), float(worst), tuple(options))
+
+
+def range_grid(low: float, high: float) -> np.ndarray:
+    """The float32 points on which :func:`specialize` measures ``[low, high]``: both ends, 257
+    evenly spaced points, the stabilizer's grid points inside, and points 1e-3 either side of
+    each break inside."""
+    grid = GRID
+    inside = grid[(grid >= low) & (grid <= high)]
+    even = np.linspace(low, high, 257)
+    points = np.concatenate([[low, high], even, inside]).astype(np.float32)
+    # float32 rounding may step just outside [low, high]: the similarity never gives those.
+    points = np.clip(points, np.float32(low), np.float32(high))
+    return np.unique(points)
+
+
+def _cost(expr: sp.Expr) -> int:
+    """Operations in a form: a proxy for the kernels it launches."""
+    return int(sp.count_ops(expr))
+
+
+def specialize(term: StableTerm, low: float, high: float, *, gradient: bool = False) -> Specialized:
+    """The fewest forms of ``term`` (among ``term.forms``) that are accurate on ``[low, high]``.
+
+    Measured, not assumed: every form is evaluated in float32 (and checked finite in bfloat16)
+    on :func:`range_grid` against the 60-digit mpmath reference of ``term.exact``, value only
+    (``gradient=False``: the caller differentiates by the term's slope) or value and gradient;
+    the regions between :data:`BREAKS` inside the range are covered as :func:`choose` covers
+    [-80, 80], ties going to the form with fewer operations. A range on which one form is
+    accurate gets that form alone: no masks, no second form computed.
+
+    Example:
+        >>> import sympy as sp
+        >>> u = sp.Symbol("u", positive=True)
+        >>> vlc = choose((u**2 + 2*u - 3) / (u + 1) ** 2)  # VLC's positive term
+        >>> len({piece.label for piece in vlc.pieces})  # forms on [-80, 80]
+        2
+        >>> [vlc.forms[k][0] for _, _, k in specialize(vlc, -4.0, 0.0).pieces]
+        ['factored, log space']
+    """
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise ValueError(f"specialize needs a finite range low <= high, got [{low}, {high}]")
+    forms = term.forms or tuple((p.label, p.expr) for p in term.pieces)
+    grid = range_grid(low, high)
+    want, want_grad = reference(term.exact, grid, gradient)
+    errors = [measure(expr, want, want_grad, grid) for _, expr in forms]
+    segments = _segments(low, high)
+    table = _table(errors, grid, segments)
+    chosen = _cover(table, np.array([_cost(expr) for _, expr in forms], dtype=float))
+    pieces: list[tuple[float, float, int]] = []
+    for (lo, hi), k in zip(segments, chosen, strict=True):
+        if pieces and pieces[-1][2] == k:
+            pieces[-1] = (pieces[-1][0], hi, k)
+        else:
+            pieces.append((lo, hi, k))
+    pieces[0] = (-math.inf, pieces[0][1], pieces[0][2])
+    pieces[-1] = (pieces[-1][0], math.inf, pieces[-1][2])
+    worst = max(table[k, s] for s, k in enumerate(chosen))
+    return Specialized(float(low), float(high), tuple(pieces), float(worst))
 
 
 def midpoint(piece: Piece) -> float:

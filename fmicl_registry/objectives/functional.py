@@ -12,6 +12,7 @@ process's first row in them; the modules in ``objectives.modules`` do that.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, get_args
@@ -20,8 +21,9 @@ import sympy as sp
 import torch
 import torch.nn.functional as F
 
+from ..dsl.ops import SlopedTerm
 from ..errors import FmiclError
-from .negatives import ChunkSize, accumulation_dtype, pair_count, pair_sum
+from .negatives import ChunkSize, accumulation_dtype, pair_count, pair_sum, sloped_sum
 
 if TYPE_CHECKING:
     from ..divergence import Divergence
@@ -47,14 +49,29 @@ class ObjectiveError(FmiclError):
 
 
 # ---------------------------------------------------------------------------------- f-MICL
-def critic_terms(divergence: Divergence, similarity: Similarity) -> tuple[Term, Term]:
+def critic_terms(
+    divergence: Divergence, similarity: Similarity, *, trainable: bool | None = None
+) -> tuple[Term, Term]:
     """``(positive, negative)`` as functions of the similarity values (PAPER.md section 2).
 
-    A log ratio ``log_r`` gives ``f'(exp(log_r))`` and ``f*(f'(exp(log_r)))`` (the divergence's
-    stable ``positive_term``/``negative_term``); a critic ``s`` gives ``s`` and ``f*(s)``.
+    A log ratio ``log_r`` gives ``f'(exp(log_r))`` and ``f*(f'(exp(log_r)))``: for a
+    ``Divergence``, its terms specialised to the similarity's ``value_range()``
+    (``Divergence.terms_on``: the fewest forms accurate on that range, differentiated through
+    their slopes, :class:`~fmicl_registry.dsl.ops.SlopedTerm`); for a similarity with
+    trainable tensors, whose range moves as it learns, the general forms with their slopes;
+    for another object with ``positive_term``/``negative_term``, those. A critic ``s`` gives
+    ``s`` and ``f*(s)``. The specialised forms are accurate on the declared range; a
+    similarity must not return values outside it (the built-in ones clamp).
     """
     if similarity.kind == "log_ratio":
-        return divergence.positive_term, divergence.negative_term
+        terms_on = getattr(divergence, "terms_on", None)
+        if terms_on is None:
+            return divergence.positive_term, divergence.negative_term
+        if _trainable(similarity) if trainable is None else trainable:
+            terms = terms_on(-math.inf, math.inf)
+        else:
+            terms = terms_on(*similarity.value_range())
+        return terms.positive, terms.negative
     return (lambda s: s), divergence.f_star
 
 
@@ -233,6 +250,13 @@ def fmicl_loss(
     :func:`negative_blocks`; default: ``z1_i, z1_j``, ``i != j``, the paper's formula) plus
     every ``(z1_i, queue_k)``; the mean runs over all of them together.
 
+    With a ``Divergence`` and a log-ratio similarity, the terms are the ones specialised to the
+    similarity's ``value_range()`` (``Divergence.terms_on``) and both sums are differentiated
+    by the terms' slopes (``negatives.pair_sum(term=...)``, ``negatives.sloped_sum``): the
+    backward pass over the ``N x K`` pairs is ``slope(log_r)`` times a number, and the excluded
+    pairs are zeroed on their diagonals. A symmetric similarity (``similarity.symmetric``,
+    nothing learning inside) differentiates a batch against itself through one side, doubled.
+
     Args:
         z1, z2: ``(N, D)`` projections of the two views (normalised here).
         divergence, similarity: objects, e.g. ``fm.get_divergence("js")``, ``Gaussian()``;
@@ -260,10 +284,14 @@ def fmicl_loss(
     """
     _check_views(z1, z2)
     alpha = check_positive("alpha", alpha)
-    positive, negative = critic_terms(divergence, similarity)
+    trainable = _trainable(similarity)
+    positive, negative = critic_terms(divergence, similarity, trainable=trainable)
+    # Keys that are the views themselves (one process: what the modules pass) are not
+    # normalised a second time.
+    raw1, raw2 = z1, z2
     z1, z2 = F.normalize(z1, dim=-1), F.normalize(z2, dim=-1)
-    keys1 = z1 if keys1 is None else F.normalize(keys1, dim=-1)
-    keys2 = z2 if keys2 is None else F.normalize(keys2, dim=-1)
+    keys1 = z1 if keys1 is None or keys1 is raw1 else F.normalize(keys1, dim=-1)
+    keys2 = z2 if keys2 is None or keys2 is raw2 else F.normalize(keys2, dim=-1)
     if keys1.shape != keys2.shape or not 0 <= offset <= len(keys1) - len(z1):
         raise ObjectiveError(
             f"keys1 {tuple(keys1.shape)} and keys2 {tuple(keys2.shape)} must have the same "
@@ -284,10 +312,16 @@ def fmicl_loss(
             "batch of at least 2"
         )
 
-    def pairs(a: Tensor, b: Tensor) -> Tensor:
-        return negative(similarity.pairwise(a, b))
+    if isinstance(negative, SlopedTerm):  # the sums differentiate it by its slope
+        pairs, term = similarity.pairwise, negative
+    else:
 
-    if _trainable(similarity) and chunk_size is not None:
+        def pairs(a: Tensor, b: Tensor) -> Tensor:
+            return negative(similarity.pairwise(a, b))
+
+        term = None
+
+    if trainable and chunk_size is not None:
         # The chunked path differentiates its two inputs only; a learning similarity needs the
         # dense path, where autograd sees everything.
         if chunk_size != "auto":
@@ -297,14 +331,24 @@ def fmicl_loss(
             )
         chunk_size = None
 
-    total = sum(pair_sum(pairs, a, b, exclude, chunk_size) for a, b, exclude in blocks)
-    acc = accumulation_dtype(z1.dtype)
-    mean_positive = positive(similarity.paired(z1, z2)).mean(dtype=acc)
-    mean_negative = total / count
+    # A symmetric similarity with nothing learning inside: z1_i z1_j and z1_j z1_i mirror
+    # each other, so pair_sum computes the gradient through one side only and doubles it.
+    symmetric = bool(getattr(similarity, "symmetric", False)) and not trainable
+    sums = [
+        pair_sum(pairs, a, b, exclude, chunk_size, term=term, symmetric=symmetric)
+        for a, b, exclude in blocks
+    ]
+    total = functools.reduce(torch.add, sums)
+    if isinstance(positive, SlopedTerm):
+        mean_positive = sloped_sum(similarity.paired(z1, z2), positive) / len(z1)
+    else:
+        acc = accumulation_dtype(z1.dtype)
+        mean_positive = positive(similarity.paired(z1, z2)).mean(dtype=acc)
     if terms is not None:
         terms["positive term"] = mean_positive.detach()
-        terms["negative term"] = torch.as_tensor(mean_negative).detach()
-    return -(mean_positive - alpha * mean_negative)
+        terms["negative term"] = total.detach() / count
+    # -(mean_positive - alpha * total / count), in two scalar operations instead of four.
+    return torch.sub(total * (alpha / count), mean_positive)
 
 
 # ------------------------------------------------------------------------------- baselines

@@ -6,6 +6,12 @@
 it walks chunks of rows and keeps nothing but the inputs: the backward pass recomputes each
 chunk and differentiates it on the spot. Same values and gradients, memory ``O(chunk * K)``
 instead of ``O(N * K)``, at the price of one more forward pass over the pairs.
+
+With ``term=`` (a :class:`~fmicl_registry.dsl.ops.SlopedTerm`), ``fn`` gives the similarity
+values and the sum is of ``term(fn(a, b))``, differentiated through the term's slope by
+:func:`sloped_sum`: the forward pass keeps only the similarity values, the excluded pairs are
+zeroed on their diagonals in place (no mask), and the backward pass is ``slope(values)``
+times the incoming gradient (the chunked path recomputes the similarity values only).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Literal
 
 import torch
 from torch.autograd.function import FunctionCtx, once_differentiable
+
+from ..dsl.ops import SlopedTerm, plain
 
 Tensor = torch.Tensor
 #: ``fn(a, b) -> (len(a), len(b))``: the term of every pair of rows.
@@ -58,6 +66,80 @@ def _masked(values: Tensor, start: int, exclude: tuple[int, ...]) -> Tensor:
     return values.masked_fill(mask, 0)
 
 
+def _zero_diagonals(values: Tensor, start: int, exclude: tuple[int, ...]) -> None:
+    """Zero, in place, the excluded pairs of rows ``start..`` (see :func:`_masked`)."""
+    for k in exclude:
+        if -values.shape[0] < start + k < values.shape[1]:
+            values.diagonal(start + k).zero_()
+
+
+def _own(out: Tensor, x: Tensor) -> Tensor:
+    """``out``, or a copy where it shares memory with ``x`` (a form that returns ``log_r``
+    itself), so that it can be changed in place."""
+    if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+        return out.clone()
+    return out
+
+
+def _value_sum(
+    x: Tensor, value: Callable[[Tensor], Tensor], start: int, exclude: tuple[int, ...]
+) -> Tensor:
+    with plain():  # no autograd through the form: the gradient is the slope
+        values = value(x)
+    if exclude:
+        values = _own(values, x)
+        _zero_diagonals(values, start, exclude)
+    return values.sum(dtype=accumulation_dtype(x.dtype))
+
+
+class _SlopedSum(torch.autograd.Function):
+    """``sum term.value(x)`` over the pairs not excluded; gradient ``term.slope(x)``."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        value: Callable[[Tensor], Tensor],
+        slope: Callable[[Tensor], Tensor],
+        start: int,
+        exclude: tuple[int, ...],
+    ) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.slope, ctx.start, ctx.exclude = slope, start, exclude  # type: ignore[attr-defined]
+        return _value_sum(x, value, start, exclude)
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (x,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        slope, start, exclude = ctx.slope, ctx.start, ctx.exclude  # type: ignore[attr-defined]
+        # With create_graph, differentiable operations only; else in place (no second N x K
+        # allocation, which costs page faults on the CPU). A 0-dim float32 grad keeps a
+        # bfloat16 x's dtype either way.
+        graph = torch.is_grad_enabled()
+        out = slope(x) * grad if graph else _own(slope(x), x).mul_(grad)
+        _zero_diagonals(out, start, exclude)
+        return out, None, None, None, None
+
+
+def sloped_sum(values: Tensor, term: SlopedTerm, exclude: Iterable[int] = ()) -> Tensor:
+    """``sum term(values)`` over the entries whose diagonal offset is not in ``exclude``, in at
+    least float32, differentiated through ``term.slope``: the same value and gradient as
+    ``_masked(term(values), 0, exclude).sum()`` with a few kernels instead of one per operation
+    of the term's form and mask.
+
+    Example:
+        >>> import torch
+        >>> from fmicl_registry.dsl.ops import SlopedTerm
+        >>> x = torch.zeros(3, 3, requires_grad=True)
+        >>> total = sloped_sum(x, SlopedTerm(torch.exp, torch.exp), exclude=(0,))
+        >>> total.backward()
+        >>> total.item(), x.grad.diagonal().tolist()
+        (6.0, [0.0, 0.0, 0.0])
+    """
+    excluded = tuple(sorted(set(exclude)))
+    return _SlopedSum.apply(values, term.value, term.slope, 0, excluded)
+
+
 class _ChunkedPairSum(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -67,13 +149,19 @@ class _ChunkedPairSum(torch.autograd.Function):
         fn: PairFn,
         exclude: tuple[int, ...],
         chunk: int,
+        term: SlopedTerm | None,
     ) -> Tensor:
         ctx.save_for_backward(a, b)
         ctx.fn, ctx.exclude, ctx.chunk = fn, exclude, chunk  # type: ignore[attr-defined]
+        ctx.term = term  # type: ignore[attr-defined]
         acc = accumulation_dtype(a.dtype)
         total = torch.zeros((), dtype=acc, device=a.device)
         for start in range(0, a.shape[0], chunk):
-            total += _masked(fn(a[start : start + chunk], b), start, exclude).sum(dtype=acc)
+            values = fn(a[start : start + chunk], b)
+            if term is None:
+                total += _masked(values, start, exclude).sum(dtype=acc)
+            else:
+                total += _value_sum(values, term.value, start, exclude)
         return total
 
     @staticmethod
@@ -85,13 +173,20 @@ class _ChunkedPairSum(torch.autograd.Function):
         acc = accumulation_dtype(a.dtype)
         grad_a = torch.zeros_like(a) if need_a else None
         grad_b = torch.zeros(b.shape, dtype=acc, device=b.device) if need_b else None
+        term = ctx.term  # type: ignore[attr-defined]
         with torch.enable_grad():
             b_ = b.detach().requires_grad_(need_b)
             for start in range(0, a.shape[0], chunk):
                 a_ = a[start : start + chunk].detach().requires_grad_(need_a)
-                total = _masked(fn(a_, b_), start, exclude).sum(dtype=acc)
                 wrt = [t for t, need in ((a_, need_a), (b_, need_b)) if need]
-                grads = list(torch.autograd.grad(total, wrt))
+                if term is None:
+                    total = _masked(fn(a_, b_), start, exclude).sum(dtype=acc)
+                    grads = list(torch.autograd.grad(total, wrt))
+                else:  # the term's gradient is its slope: only the similarity is recomputed
+                    values = fn(a_, b_)
+                    slope = _own(term.slope(values.detach()), values)
+                    _zero_diagonals(slope, start, exclude)
+                    grads = list(torch.autograd.grad(values, wrt, slope))
                 if grad_a is not None:
                     grad_a[start : start + chunk] = grads.pop(0)
                 if grad_b is not None:
@@ -100,7 +195,7 @@ class _ChunkedPairSum(torch.autograd.Function):
             grad_a *= grad.to(a.dtype)
         if grad_b is not None:
             grad_b = (grad_b * grad).to(b.dtype)
-        return grad_a, grad_b, None, None, None
+        return grad_a, grad_b, None, None, None, None
 
 
 def chunk_rows(
@@ -132,8 +227,17 @@ def pair_sum(
     b: Tensor,
     exclude: Iterable[int] = (),
     chunk_size: ChunkSize = "auto",
+    *,
+    term: SlopedTerm | None = None,
+    symmetric: bool = False,
 ) -> Tensor:
-    """``sum_{(i, j): j - i not in exclude} fn(a, b)[i, j]``, in at least float32.
+    """``sum_{(i, j): j - i not in exclude} fn(a, b)[i, j]``, in at least float32; with
+    ``term``, the sum of ``term(fn(a, b))[i, j]``, differentiated through ``term.slope``.
+
+    ``symmetric=True`` declares ``fn(x, y) == fn(y, x).T`` with nothing else learning inside
+    ``fn``; then, for a batch against itself (``b is a``, exclusions symmetric), the gradient
+    through ``b`` is the mirror image of the one through ``a``: only the latter is computed
+    (one matrix product fewer) and doubled. Same value, same gradient up to rounding.
 
     ``fn`` must be row-wise: ``fn(a[s:e], b)`` is ``fn(a, b)[s:e]``. ``chunk_size``:
     ``"auto"`` (dense up to the device's :data:`CHUNK_PAIRS` pairs, chunked above), ``None``
@@ -150,7 +254,13 @@ def pair_sum(
         4.0
     """
     excluded = tuple(sorted(set(exclude)))
+    mirrored = symmetric and b is a and excluded == tuple(sorted({-k for k in excluded}))
+    if mirrored and torch.is_grad_enabled() and a.requires_grad:
+        half = pair_sum(fn, a, a.detach(), excluded, chunk_size, term=term)
+        return half + (half - half.detach())  # the value of half, twice its gradient
     rows = chunk_rows(a.shape[0], b.shape[0], chunk_size, a.device.type)
     if rows is None:
+        if term is not None:
+            return _SlopedSum.apply(fn(a, b), term.value, term.slope, 0, excluded)
         return _masked(fn(a, b), 0, excluded).sum(dtype=accumulation_dtype(a.dtype))
-    return _ChunkedPairSum.apply(a, b, fn, excluded, rows)
+    return _ChunkedPairSum.apply(a, b, fn, excluded, rows, term)

@@ -212,6 +212,24 @@ def test_cached_entry_filed_under_another_key_is_not_used(fresh_cache: Path) -> 
     assert str(again.generator) == "u*log(u)" and not again.from_cache
 
 
+def test_tampered_cached_candidate_forms_are_not_evaluated(
+    fresh_cache: Path, tmp_path: Path
+) -> None:
+    # The module holds one function per candidate form (range-specialised terms use them);
+    # the forms are stored as text beside it and read back through the same whitelist.
+    fm.define_divergence("(u-1)**2/(u+1)", name="vlc_again")
+    (meta,) = fresh_cache.rglob("*.json")
+    data = json.loads(meta.read_text())
+    marker = tmp_path / "ran"
+    data["negative"]["slope"]["forms"][0][1] = f"__import__('os').system('touch {marker}')"
+    meta.write_text(json.dumps(data))
+    divergence_module._MEMO.clear()
+    again = fm.define_divergence("(u-1)**2/(u+1)", name="vlc_again")
+    assert not again.from_cache and not marker.exists()
+    assert "negative_slope_form0" in again.source_code
+    again.terms_on(-4.0, 0.0).negative(torch.linspace(-4, 0, 5))
+
+
 def test_cached_labels_cannot_smuggle_code(fresh_cache: Path, tmp_path: Path) -> None:
     fm.define_divergence("(u-1)**2/(u+1)", name="vlc_again")  # several forms: labels in comments
     (meta,) = fresh_cache.rglob("*.json")

@@ -92,6 +92,24 @@ def test_float32_terms_and_gradients_match_the_textbook(
     assert not problems, f"{catalog_name}.{term}:\n" + "\n".join(problems[:10])
 
 
+@pytest.mark.parametrize("term", ["positive", "negative"])
+def test_float32_slopes_match_the_textbook_gradient(
+    catalog_name: str, term: str, references: dict[str, dict[str, list[tuple[float, float]]]]
+) -> None:
+    # positive_slope = u f''(u), negative_slope = u^2 f''(u): the objectives differentiate the
+    # terms by these, so their values are held to the gradients' target.
+    d = fm.get_divergence(catalog_name)
+    slope = getattr(d, f"{term}_slope")(torch.tensor(POINTS, dtype=torch.float32))
+    assert slope.dtype == torch.float32
+    problems = []
+    for i, (_, want) in enumerate(references[catalog_name][f"{term}_term"]):
+        issue = _check(float(slope[i]), want)
+        if issue:
+            problems.append(f"log_r={float(POINTS[i])!r}: {issue}")
+    assert not problems, f"{catalog_name}.{term}_slope:\n" + "\n".join(problems[:10])
+    assert max(d.slope_accuracy.values()) <= 1e-5
+
+
 def test_the_textbook_vlc_composed_term_in_the_paper_is_wrong() -> None:
     # PAPER.md: the paper's table gives 3 - 4/(u+1); the correct value is (u-1)(3u+1)/(u+1)^2.
     d = fm.get_divergence("vlc")

@@ -216,3 +216,65 @@ def test_public_names() -> None:
     assert fm.get_objective is objectives.get_objective
     assert fm.get_similarity is similarities.get_similarity
     assert {"get_objective", "get_similarity"} <= set(fm.__all__)
+
+
+class _PlainDivergence:
+    """The composed terms of a divergence and nothing else: the objective then differentiates
+    them by autograd through their forms (no range specialisation, no slopes)."""
+
+    def __init__(self, d: fm.Divergence) -> None:
+        self.positive_term, self.negative_term = d.positive_term, d.negative_term
+        self.f_star, self.conjugate_domain, self.name = d.f_star, d.conjugate_domain, d.name
+
+
+@pytest.mark.parametrize("name", ["vlc", "js", "neyman"])
+@pytest.mark.parametrize(
+    ("negatives", "chunk_size"), [("view1", None), ("view1", 3), ("both", None), ("simclr", 4)]
+)
+def test_specialised_sloped_terms_give_the_plain_loss_and_gradients(
+    name: str, negatives: str, chunk_size: int | None
+) -> None:
+    # The objective's own path (terms specialised to the similarity's range, differentiated by
+    # their slopes, one side of a symmetric sum) against autograd through the general forms.
+    z1, z2 = _views(7)
+    queue = torch.randn(5, 4, dtype=torch.float64)
+    d = fm.get_divergence(name)
+    results = []
+    for divergence in (d, _PlainDivergence(d)):
+        x1, x2 = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+        loss = fmicl_loss(
+            x1,
+            x2,
+            divergence,  # type: ignore[arg-type]
+            Gaussian(gamma=2.0),
+            alpha=3.0,
+            negatives=negatives,  # type: ignore[arg-type]
+            queue=queue,
+            chunk_size=chunk_size,
+        )
+        results.append((loss, *torch.autograd.grad(loss, (x1, x2))))
+    for got, want in zip(results[0], results[1], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_last_terms_hold_the_two_means() -> None:
+    z1, z2 = _views()
+    objective = fm.get_objective("fmicl", divergence="js", gamma=2.0, alpha=5.0)
+    loss = objective(z1, z2)
+    terms = objective.last_terms
+    assert set(terms) == {"positive term", "negative term"}
+    assert not terms["positive term"].requires_grad
+    torch.testing.assert_close(loss, -(terms["positive term"] - 5.0 * terms["negative term"]))
+
+
+def test_second_derivatives_match_the_plain_path() -> None:
+    # create_graph: the slope-based backward is itself differentiable (a gradient penalty).
+    z1, z2 = _views(6)
+    d = fm.get_divergence("js")
+    results = []
+    for divergence in (d, _PlainDivergence(d)):
+        x1 = z1.clone().requires_grad_()
+        loss = fmicl_loss(x1, z2, divergence, Gaussian(gamma=2.0), alpha=3.0)  # type: ignore[arg-type]
+        (g,) = torch.autograd.grad(loss, x1, create_graph=True)
+        results.append(torch.autograd.grad(g.square().sum(), x1)[0])
+    torch.testing.assert_close(results[0], results[1], rtol=1e-9, atol=1e-12)

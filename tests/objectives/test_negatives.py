@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 import fmicl_registry as fm
+from fmicl_registry.dsl.ops import SlopedTerm
 from fmicl_registry.objectives import negatives
-from fmicl_registry.objectives.negatives import chunk_rows, pair_count, pair_sum
+from fmicl_registry.objectives.negatives import chunk_rows, pair_count, pair_sum, sloped_sum
 from fmicl_registry.similarities import Cosine, Gaussian
 
 
@@ -114,3 +117,62 @@ def test_chunked_path_does_not_hold_n_by_k_intermediates() -> None:
     # Chunks of 2 rows: a few (2, K) tensors at a time and (K, D) copies of the queue; no
     # single (N, K) tensor ever exists.
     assert chunked < one_block
+
+
+@pytest.mark.parametrize("chunk", [None, 5])
+@pytest.mark.parametrize("exclude", [(), (0,), (3, -40)])
+def test_sloped_sums_equal_autograd_through_the_term(
+    chunk: int | None, exclude: tuple[int, ...]
+) -> None:
+    # term=: the sum of term(fn(a, b)), differentiated by the term's slope, against autograd
+    # through the general form (float64: the same function).
+    d = fm.get_divergence("vlc")
+    sim = Gaussian(gamma=2.0)
+    terms = d.terms_on(*sim.value_range())
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(37, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(53, 6, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def plain(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return d.negative_term(sim.pairwise(x, y))
+
+    want = pair_sum(plain, a, b, exclude, chunk_size=None)
+    got = pair_sum(sim.pairwise, a, b, exclude, chunk_size=chunk, term=terms.negative)
+    for left, right in zip(
+        (got, *torch.autograd.grad(got * 1.3, (a, b))),
+        (want, *torch.autograd.grad(want * 1.3, (a, b))),
+        strict=True,
+    ):
+        assert _rel(left, right) <= 1e-12
+
+
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_symmetric_sums_differentiate_one_side_and_double_it(chunk: int | None) -> None:
+    d = fm.get_divergence("js")
+    sim = Gaussian(gamma=1.5)
+    terms = d.terms_on(*sim.value_range())
+    a = torch.randn(19, 5, dtype=torch.float64, requires_grad=True)
+    results = []
+    for symmetric in (False, True):
+        total = pair_sum(
+            sim.pairwise, a, a, (0,), chunk_size=chunk, term=terms.negative, symmetric=symmetric
+        )
+        results.append((total, *torch.autograd.grad(total, a)))
+    for got, want in zip(results[1], results[0], strict=True):
+        assert _rel(got, want) <= 1e-12
+    assert results[1][0].item() == results[0][0].item()  # the value itself is untouched
+
+
+def test_excluded_pairs_cannot_poison_the_sum() -> None:
+    # The excluded self pairs are zeroed in place; a term that is NaN or infinite there (a
+    # huge mu, say) leaves the value and the gradient of the other pairs alone.
+    x = torch.tensor([[math.inf, -1.0], [-2.0, math.nan]], requires_grad=True)
+    term = SlopedTerm(torch.exp, torch.exp)
+    total = sloped_sum(x, term, exclude=(0,))
+    total.backward()
+    assert x.grad is not None
+    assert total.item() == pytest.approx(math.exp(-1.0) + math.exp(-2.0))
+    assert x.grad.tolist() == [
+        [0.0, pytest.approx(math.exp(-1.0))],
+        [pytest.approx(math.exp(-2.0)), 0.0],
+    ]
