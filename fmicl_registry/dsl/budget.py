@@ -10,10 +10,13 @@ not turn a slow-but-fine derivation into a refusal. They use a signal, so they a
 thread of a Unix process; in other threads the steps run unbounded (define divergences in the
 main thread, or ahead of time, when their text comes from outside).
 
-Known open problem: SIGPROF is delivered to any thread that does not block it, and torch's
-worker threads do not, so in a process where they run the handler can run late. Late alarms are
-ignored, but a stress test (thousands of 0.5 ms budgets beside busy threads) still leaves stale
-deadlines behind; budgets of seconds, as used here, are not known to be affected.
+SIGPROF is delivered to any thread that does not block it (torch's worker threads do not), so
+Python can run the handler at any point of the main thread, also while a budget is being entered
+or left. The bookkeeping therefore sets ``_busy`` first; the handler never raises while it is
+set (it re-arms the timer for a millisecond instead), and a spent budget that raised during its
+own entry still pops its deadline. Once a budget has run, the handler stays installed where
+the previous disposition was the default one (it does nothing without a live budget); a Python
+handler that was there before (a profiler's) is put back.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ T = TypeVar("T")
 _SIGNAL: Any = getattr(signal, "SIGPROF", None)
 _deadlines: list[float] = []  # process-time deadlines, innermost last
 _previous_handler: Any = None
+_busy = False  # a budget is being entered or left: the handler must not raise
 
 
 class OutOfTime(Exception):
@@ -45,8 +49,9 @@ def _expire(signum: int, frame: Any) -> None:
     if remaining > 0:  # an early or stale alarm: wait for the real deadline
         signal.setitimer(signal.ITIMER_PROF, max(remaining, 1e-3))
         return
-    if frame is not None and frame.f_code in _BOOKKEEPING:
-        # raising in the budget's own entry or exit would skip its bookkeeping
+    if _busy or (frame is not None and frame.f_code in _BOOKKEEPING):
+        # raising in a budget's own entry or exit (or in anything it calls: contextlib,
+        # signal.py) would skip its bookkeeping
         signal.setitimer(signal.ITIMER_PROF, 1e-3)
         return
     raise OutOfTime
@@ -77,39 +82,61 @@ def _usable() -> bool:
 
 @contextlib.contextmanager
 def time_budget(seconds: float) -> Iterator[None]:
-    """Raise ``OutOfTime`` inside the block after ``seconds`` of CPU time (main thread only)."""
-    global _previous_handler
+    """Raise ``OutOfTime`` inside the block after ``seconds`` of CPU time (main thread only).
+
+    Example:
+        >>> with time_budget(5.0):
+        ...     total = sum(range(1000))
+    """
+    global _previous_handler, _busy
     if not _usable():
         yield
         return
-    with _signal_blocked():
-        if not _deadlines:
-            if signal.getitimer(signal.ITIMER_PROF)[0] > 0:
-                owned = False  # someone else (a profiler) owns the timer: do not steal it
+    _busy = True  # first: from here the handler defers (in this frame, _BOOKKEEPING does)
+    owned = pushed = False
+    try:
+        with _signal_blocked():
+            if not _deadlines:
+                if signal.getitimer(signal.ITIMER_PROF)[0] > 0:
+                    owned = False  # someone else (a profiler) owns the timer: do not steal it
+                else:
+                    owned = True
+                    current = signal.signal(_SIGNAL, _expire)
+                    if current is not _expire:
+                        _previous_handler = current
             else:
                 owned = True
-                _previous_handler = signal.signal(_SIGNAL, _expire)
-        else:
-            owned = True
-        if owned:
-            deadline = time.process_time() + seconds
-            if _deadlines:
-                deadline = min(deadline, _deadlines[-1])
-            _deadlines.append(deadline)
-            _arm(deadline)
-    try:
+            if owned:
+                deadline = time.process_time() + seconds
+                if _deadlines:
+                    deadline = min(deadline, _deadlines[-1])
+                _deadlines.append(deadline)
+                pushed = True
+                _arm(deadline)
+        _busy = False
         yield
     finally:
-        if owned:
-            with _signal_blocked():
-                _deadlines.pop()  # first: from here on a late alarm is a no-op
-                signal.setitimer(signal.ITIMER_PROF, 0)
-                if _deadlines:
-                    _arm(_deadlines[-1])  # the outer budget goes on (fires soon if spent)
-                else:
-                    if _SIGNAL in signal.sigpending():
-                        signal.sigwait({_SIGNAL})  # drop an alarm that came too late
-                    signal.signal(_SIGNAL, _previous_handler)
+        _busy = True
+        try:
+            if pushed:
+                with _signal_blocked():
+                    _deadlines.pop()  # from here on a late alarm of this budget is a no-op
+                    signal.setitimer(signal.ITIMER_PROF, 0)
+                    if _deadlines:
+                        _arm(_deadlines[-1])  # the outer budget goes on (fires soon if spent)
+                    else:
+                        # drop an alarm that came too late (without waiting: another thread
+                        # can take a pending one between a check and a sigwait)
+                        if hasattr(signal, "sigtimedwait"):  # not on macOS
+                            signal.sigtimedwait({_SIGNAL}, 0)
+                        if callable(_previous_handler):
+                            signal.signal(_SIGNAL, _previous_handler)
+                        # else (the default action, or ignore) the handler stays: it does
+                        # nothing without a live budget, and restoring the default races
+                        # with an alarm already caught by another thread, which Python then
+                        # reports as "Signal 27 ignored due to race condition".
+        finally:
+            _busy = False
 
 
 #: Frames in which the alarm must not raise: the budget's own entry and exit.
