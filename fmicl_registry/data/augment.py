@@ -24,8 +24,10 @@ seed and a fixed ``num_workers`` (pass ``generator=`` to the DataLoader to isola
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -112,59 +114,74 @@ def simclr_recipe(
     return v2.Compose(steps + _finish(mean, std))
 
 
+@dataclass(frozen=True)
+class DigitsOptions:
+    """The options of the ``digits`` recipe, shared by :func:`digits_recipe` (per image) and
+    its batched form :class:`~fmicl_registry.data.batch.BatchDigits`.
+
+    ``degrees`` (rotation, either way), ``translate_px`` (pixels, either way), ``scale`` (zoom
+    range) and ``shear`` (degrees, either way) parametrise a bilinear affine warp;
+    ``crop_scale``/``crop_ratio`` a random resized crop back to the full size
+    (``crop_scale=(1, 1)`` and ``crop_ratio=(1, 1)`` turn it off); ``brightness``/``contrast``
+    (factors drawn from ``[1 - b, 1 + b]``) a colour jitter applied with probability
+    ``jitter_p``.
+
+    Example:
+        >>> DigitsOptions(degrees=5.0).scale
+        (0.9, 1.1)
+    """
+
+    degrees: float = 10.0
+    translate_px: float = 1.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    shear: float = 5.0
+    crop_scale: tuple[float, float] = (0.7, 1.0)
+    crop_ratio: tuple[float, float] = (0.8, 1.25)
+    brightness: float = 0.4
+    contrast: float = 0.4
+    jitter_p: float = 0.8
+
+
 def digits_recipe(
-    input_shape: Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
-    *,
-    degrees: float = 10.0,
-    translate_px: float = 1.0,
-    scale: tuple[float, float] = (0.9, 1.1),
-    shear: float = 5.0,
-    crop_scale: tuple[float, float] = (0.7, 1.0),
-    crop_ratio: tuple[float, float] = (0.8, 1.25),
-    brightness: float = 0.4,
-    contrast: float = 0.4,
-    jitter_p: float = 0.8,
+    input_shape: Sequence[int], mean: Sequence[float], std: Sequence[float], **options: Any
 ) -> Transform:
     """A recipe for small grayscale digits: affine jitter, gentle crops, no flips.
 
-    ``degrees`` (rotation, either way), ``translate_px`` (pixels, either way), ``scale`` and
-    ``shear`` (degrees) parametrise a bilinear ``RandomAffine``; ``crop_scale``/``crop_ratio``
-    a ``RandomResizedCrop`` back to the full size (``crop_scale=(1, 1)`` and
-    ``crop_ratio=(1, 1)`` turn it off); ``brightness``/``contrast`` a colour jitter applied
-    with probability ``jitter_p``.
+    ``options`` are the fields of :class:`DigitsOptions`.
 
     Example:
         >>> import torch
         >>> from fmicl_registry.data.augment import digits_recipe
-        >>> t = digits_recipe((1, 8, 8), mean=(0.3,), std=(0.4,))
+        >>> t = digits_recipe((1, 8, 8), mean=(0.3,), std=(0.4,), degrees=5.0)
         >>> t(torch.zeros(1, 8, 8, dtype=torch.uint8)).shape
         torch.Size([1, 8, 8])
     """
+    o = DigitsOptions(**options)
     from torchvision.transforms import v2
 
     _, height, width = (int(s) for s in input_shape)
     steps: list[Any] = []
-    if degrees or translate_px or tuple(scale) != (1.0, 1.0) or shear:
+    if o.degrees or o.translate_px or tuple(o.scale) != (1.0, 1.0) or o.shear:
         steps.append(
             v2.RandomAffine(
-                degrees=degrees,
-                translate=(translate_px / width, translate_px / height) if translate_px else None,
-                scale=scale,
-                shear=shear or None,
+                degrees=o.degrees,
+                translate=(o.translate_px / width, o.translate_px / height)
+                if o.translate_px
+                else None,
+                scale=o.scale,
+                shear=o.shear or None,
                 interpolation=v2.InterpolationMode.BILINEAR,
             )
         )
-    if tuple(crop_scale) != (1.0, 1.0) or tuple(crop_ratio) != (1.0, 1.0):
+    if tuple(o.crop_scale) != (1.0, 1.0) or tuple(o.crop_ratio) != (1.0, 1.0):
         steps.append(
             v2.RandomResizedCrop(
-                (height, width), scale=crop_scale, ratio=crop_ratio, antialias=True
+                (height, width), scale=o.crop_scale, ratio=o.crop_ratio, antialias=True
             )
         )
-    if (brightness or contrast) and jitter_p > 0:
-        jitter = v2.ColorJitter(brightness=brightness, contrast=contrast)
-        steps.append(v2.RandomApply([jitter], p=jitter_p))
+    if (o.brightness or o.contrast) and o.jitter_p > 0:
+        jitter = v2.ColorJitter(brightness=o.brightness, contrast=o.contrast)
+        steps.append(v2.RandomApply([jitter], p=o.jitter_p))
     return v2.Compose(steps + _finish(mean, std))
 
 
@@ -192,6 +209,15 @@ RECIPES: dict[str, Callable[..., Transform]] = {
     "digits": digits_recipe,
     "none": none_recipe,
 }
+
+
+@dataclass(frozen=True)
+class _NoOptions:
+    pass
+
+
+#: Recipes whose options are a dataclass (taken as ``**options``).
+RECIPE_OPTIONS: dict[str, type[Any]] = {"digits": DigitsOptions}
 
 
 def list_recipes() -> list[str]:
@@ -237,7 +263,7 @@ def get_augmentation(
         )
     known = [
         p.name for p in inspect.signature(builder).parameters.values() if p.kind is p.KEYWORD_ONLY
-    ]
+    ] + [f.name for f in dataclasses.fields(RECIPE_OPTIONS.get(recipe, _NoOptions))]
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise DatasetError(

@@ -21,17 +21,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .augment import DigitsOptions
 from .base import DatasetError
 
 
 class BatchDigits:
     """The ``digits`` recipe for a batch: per-image random affine warp and intensity jitter.
 
-    Args mirror :func:`fmicl_registry.data.augment.digits_recipe`: ``degrees`` (rotation either
-    way), ``translate_px`` (pixels either way), ``scale`` (zoom range), ``shear`` (degrees
-    either way), ``brightness``/``contrast`` (factors drawn from ``[1 - b, 1 + b]``) applied
-    with probability ``jitter_p``. ``crop_scale`` shrinks the visible area like a random
-    resized crop (a zoom in by ``1 / sqrt(area)``, so the ranges combine).
+    ``options`` are the fields of :class:`~fmicl_registry.data.augment.DigitsOptions`, as for
+    the per-image recipe; the crop is a zoom in by ``1 / sqrt(area)``, so the ranges combine.
 
     Example:
         >>> import torch
@@ -47,45 +45,36 @@ class BatchDigits:
         input_shape: Sequence[int],
         mean: Sequence[float],
         std: Sequence[float],
-        *,
-        degrees: float = 10.0,
-        translate_px: float = 1.0,
-        scale: tuple[float, float] = (0.9, 1.1),
-        shear: float = 5.0,
-        crop_scale: tuple[float, float] = (0.7, 1.0),
-        crop_ratio: tuple[float, float] = (0.8, 1.25),
-        brightness: float = 0.4,
-        contrast: float = 0.4,
-        jitter_p: float = 0.8,
+        **options: Any,
     ) -> None:
         channels, self.height, self.width = (int(s) for s in input_shape)
         if len(mean) != channels or len(std) != channels:
             raise DatasetError(f"mean/std need {channels} values, got {len(mean)}/{len(std)}")
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-        self.degrees, self.translate_px, self.shear = degrees, translate_px, shear
-        self.scale, self.crop_scale, self.crop_ratio = tuple(scale), tuple(crop_scale), crop_ratio
-        self.brightness, self.contrast, self.jitter_p = brightness, contrast, jitter_p
+        self.options = DigitsOptions(**options)
 
     def parameters(self, n: int, generator: torch.Generator) -> dict[str, Tensor]:
         """The random parameters of ``n`` images (drawn on CPU, so any device agrees)."""
 
+        o = self.options
+
         def uniform(low: float, high: float) -> Tensor:
             return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
 
-        area = uniform(*self.crop_scale)
-        ratio = torch.exp(uniform(math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])))
+        area = uniform(*o.crop_scale)
+        ratio = torch.exp(uniform(math.log(o.crop_ratio[0]), math.log(o.crop_ratio[1])))
         return {
-            "angle": uniform(-self.degrees, self.degrees) * math.pi / 180,
-            "shear": uniform(-self.shear, self.shear) * math.pi / 180,
-            "zoom": uniform(*self.scale),
+            "angle": uniform(-o.degrees, o.degrees) * math.pi / 180,
+            "shear": uniform(-o.shear, o.shear) * math.pi / 180,
+            "zoom": uniform(*o.scale),
             "crop_x": torch.sqrt(area * ratio),
             "crop_y": torch.sqrt(area / ratio),
-            "tx": uniform(-self.translate_px, self.translate_px),
-            "ty": uniform(-self.translate_px, self.translate_px),
-            "brightness": uniform(1 - self.brightness, 1 + self.brightness),
-            "contrast": uniform(1 - self.contrast, 1 + self.contrast),
-            "jitter": torch.rand(n, generator=generator, dtype=torch.float64) < self.jitter_p,
+            "tx": uniform(-o.translate_px, o.translate_px),
+            "ty": uniform(-o.translate_px, o.translate_px),
+            "brightness": uniform(1 - o.brightness, 1 + o.brightness),
+            "contrast": uniform(1 - o.contrast, 1 + o.contrast),
+            "jitter": torch.rand(n, generator=generator, dtype=torch.float64) < o.jitter_p,
         }
 
     def __call__(
