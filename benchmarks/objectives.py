@@ -23,12 +23,13 @@ the steadier comparison there).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -58,11 +59,26 @@ def timed(losses: list[Loss], inputs: list[torch.Tensor], repeat: int) -> list[f
     return [statistics.median(times) for times in samples]
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """The profiler's C++ side writes start/stop lines and a GPU probe's failure to file
+    descriptor 2 on every use; keep them out of the table."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_mib(loss: Loss, inputs: list[torch.Tensor]) -> float:
     """Peak bytes allocated (MiB) during ``loss().backward()``, from the profiler's events."""
     for x in inputs:
         x.grad = None
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         loss().backward()
     events = sorted(
         (e.start_ns(), e.nbytes())
