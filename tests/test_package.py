@@ -30,3 +30,21 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         assert "no_such_thing" in str(err)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_lazy_names_load_once_and_list_the_public_api() -> None:
+    # in a fresh interpreter: the names load their module on first use, then live on the package
+    code = """
+import sys, fmicl_registry.mi as mi
+assert "rho_for_mi" not in vars(mi) and "fmicl_registry.mi.gaussians" not in sys.modules
+f = mi.rho_for_mi
+assert vars(mi)["rho_for_mi"] is f and "fmicl_registry.mi.gaussians" in sys.modules
+assert dir(mi) == sorted(mi.__all__)
+try:
+    mi.nothing_here
+except AttributeError as err:
+    assert "'fmicl_registry.mi' has no attribute 'nothing_here'" in str(err), err
+else:
+    raise AssertionError("no AttributeError")
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
