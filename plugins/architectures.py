@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fmicl_registry.architectures import MoCo, MoCoV3, SimCLR
+from fmicl_registry.architectures import MoCo, MoCoV3, SimCLR, SimCSE
 from fmicl_registry.hookspecs import hookimpl
 
 
 @hookimpl
 def register_architectures(register: Any) -> None:
-    """``simclr``, ``moco`` (v2) and ``mocov3``."""
+    """``simclr``, ``moco`` (v2), ``mocov3`` and ``simcse``."""
     register(
         name="simclr",
         factory=SimCLR,
@@ -28,4 +28,11 @@ def register_architectures(register: Any) -> None:
         factory=MoCoV3,
         description="MoCo v3: momentum encoder, predictor, symmetric loss, no queue (Chen, Xie "
         "and He 2021) (momentum, hidden_dim, out_dim, predictor_hidden_dim, ...)",
+    )
+    register(
+        name="simcse",
+        factory=SimCSE,
+        description="unsupervised SimCSE: a text encoder run twice on the same sentences, "
+        "dropout makes the two views, linear+tanh head in training only (Gao, Yao and Chen "
+        "2021) (out_dim)",
     )

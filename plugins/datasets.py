@@ -1,16 +1,18 @@
-"""Built-in plugin: the data sets of PAPER.md section 5, and the embedded default (digits)."""
+"""Built-in plugin: the data sets of PAPER.md section 5, the embedded default (digits), and the
+text data of the SimCSE-style runs (textlines, stsb)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fmicl_registry.data import cifar10, cifar100, digits, imagefolder, stl10
+from fmicl_registry.data import cifar10, cifar100, digits, imagefolder, stl10, stsb, textlines
 from fmicl_registry.hookspecs import hookimpl
 
 
 @hookimpl
 def register_datasets(register: Any) -> None:
-    """``digits``, ``cifar10``, ``cifar100``, ``stl10`` and ``imagefolder``."""
+    """``digits``, ``cifar10``, ``cifar100``, ``stl10``, ``imagefolder`` and the text sets
+    ``textlines`` and ``stsb``."""
     register(
         name="digits",
         factory=digits,
@@ -38,4 +40,16 @@ def register_datasets(register: Any) -> None:
         factory=imagefolder,
         description="class folders train/ and val/ (TinyImageNet, ImageNet), resized and "
         "center-cropped to image_size (root, image_size)",
+    )
+    register(
+        name="textlines",
+        factory=textlines,
+        description="one sentence per line of a UTF-8 file (SimCSE's wiki1m_for_simcse.txt), "
+        "for text pretraining (file, or root and filename)",
+    )
+    register(
+        name="stsb",
+        factory=stsb,
+        description="STS Benchmark sentence pairs with gold scores 0-5, original sts-*.csv or "
+        "GLUE STS-B/*.tsv; splits train, dev, test (root)",
     )

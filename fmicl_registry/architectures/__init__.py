@@ -8,7 +8,9 @@ built-in plugin registers:
 
 - ``simclr``: :class:`SimCLR` (Chen et al. 2020), the f-MICL paper's vision setup;
 - ``moco``: :class:`MoCo`, MoCo v2 (He et al. 2020; Chen et al. 2020), queue of keys;
-- ``mocov3``: :class:`MoCoV3` (Chen, Xie and He 2021), predictor and symmetric loss.
+- ``mocov3``: :class:`MoCoV3` (Chen, Xie and He 2021), predictor and symmetric loss;
+- ``simcse``: :class:`SimCSE` (Gao, Yao and Chen 2021), unsupervised: a text encoder run twice
+  on the same sentences, the two dropout masks making the two views.
 
 The f-MICL objective replaces InfoNCE in each without changing the architecture (Lu et al.
 2023). Momentum encoders are in ``.parameters()`` with ``requires_grad=False``: pass
@@ -40,6 +42,7 @@ from .moco import MoCo
 from .mocov3 import MoCoV3
 from .momentum import ema_update, frozen_copy, shuffled_forward, split_forward
 from .simclr import SimCLR
+from .simcse import SimCSE
 
 
 def default_backbone(name: str) -> str:
@@ -113,6 +116,7 @@ __all__ = [
     "MoCo",
     "MoCoV3",
     "SimCLR",
+    "SimCSE",
     "accepts_queue",
     "default_backbone",
     "ema_update",

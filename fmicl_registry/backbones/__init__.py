@@ -1,14 +1,17 @@
-"""Backbones: encoders mapping ``(N, C, H, W)`` images to ``(N, output_dim)`` features.
+"""Backbones: encoders mapping a batch of inputs to ``(N, output_dim)`` features.
 
-Every factory takes ``input_shape=(C, H, W)`` (default ``(3, 32, 32)``) and its own options and
-returns an ``nn.Module`` with an int ``output_dim`` attribute, which the architectures'
-projection heads read. The built-in plugin registers:
+Every image factory takes ``input_shape=(C, H, W)`` (default ``(3, 32, 32)``) and its own
+options; every factory returns an ``nn.Module`` with an int ``output_dim`` attribute, which the
+architectures' projection heads read. The built-in plugin registers:
 
 - ``small_cnn``: :class:`SmallCNN`, three conv blocks for 8x8 / 28x28 / 32x32 images;
 - ``resnet18``, ``resnet50``: torchvision's, CIFAR stem when ``H <= 64`` (PAPER.md section 5);
-- ``vit_small``: torchvision's ``VisionTransformer`` as ViT-S (MoCo v3's backbone).
+- ``vit_small``: torchvision's ``VisionTransformer`` as ViT-S (MoCo v3's backbone);
+- ``minilm``, ``transformer``: :class:`TransformerEncoder`, a Hugging Face text encoder taking a
+  list of sentences (all-MiniLM-L6-v2, bundled; or any local model folder), for SimCSE.
 
-torchvision is imported when a torchvision backbone is built, not when this package is.
+torchvision and transformers are imported when such a backbone is built, not when this package
+is.
 
 Example:
     >>> import torch
@@ -27,6 +30,7 @@ from torch import nn
 from ._common import BackboneError, check_input_shape
 from .resnet import RESNET_OUTPUT_DIMS, resnet18, resnet50
 from .small_cnn import SmallCNN
+from .transformer import TransformerEncoder, minilm, minilm_path, transformer
 from .vit import vit_small
 
 
@@ -53,9 +57,13 @@ __all__ = [
     "RESNET_OUTPUT_DIMS",
     "BackboneError",
     "SmallCNN",
+    "TransformerEncoder",
     "check_input_shape",
     "get_backbone",
+    "minilm",
+    "minilm_path",
     "resnet18",
     "resnet50",
+    "transformer",
     "vit_small",
 ]

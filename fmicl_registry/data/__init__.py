@@ -14,7 +14,9 @@ and ``label`` an ``int`` (``-1`` when unlabeled)::
     x = eval_transform(test)(test[0][0])                 # normalised float32 (3, 32, 32)
 
 Data sets: ``digits`` (scikit-learn's 8x8 digits), ``cifar10``, ``cifar100``, ``stl10``
-(``pretrain`` = train + unlabeled) and ``imagefolder`` (TinyImageNet, ImageNet). Files live
+(``pretrain`` = train + unlabeled) and ``imagefolder`` (TinyImageNet, ImageNet); and text:
+``textlines`` (one sentence per line, :class:`TextLines`) and ``stsb`` (the STS Benchmark,
+:class:`SentencePairs`), which declare ``modality = "text"``. Files live
 under ``root`` (default :func:`default_root`: ``$FMICL_DATA_DIR`` or
 ``~/.cache/fmicl-registry/data``); when they are missing and ``download`` is false, a
 :class:`DatasetError` says where they should be and how to get them.
@@ -37,6 +39,7 @@ from .cifar import cifar10, cifar100
 from .digits import digits
 from .imagefolder import imagefolder
 from .stl10 import stl10
+from .text import SentencePairs, TextLines, stsb, textlines
 from .views import Transformed, TwoViews
 
 __all__ = [
@@ -44,6 +47,8 @@ __all__ = [
     "SPLITS",
     "DatasetError",
     "ImageDataset",
+    "SentencePairs",
+    "TextLines",
     "Transform",
     "Transformed",
     "TwoViews",
@@ -56,5 +61,7 @@ __all__ = [
     "imagefolder",
     "list_recipes",
     "stl10",
+    "stsb",
+    "textlines",
     "train_transform",
 ]

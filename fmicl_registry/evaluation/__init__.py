@@ -11,6 +11,10 @@ The measurements of the f-MICL paper (PAPER.md section 5) and of its analysis (s
   schedule); :func:`evaluate_features` runs both classifiers.
 - :func:`alignment`, :func:`uniformity` (Wang and Isola 2020) and :func:`distance_distribution`
   (the positive and negative pair distances of the paper's Figure 4).
+- :func:`sts_spearman`: semantic textual similarity for text encoders, Spearman (and Pearson)
+  correlation of the embeddings' cosine similarity with gold scores (SimCSE's STS protocol);
+  :func:`encode_sentences` embeds a list of sentences with a frozen encoder and
+  :func:`sts_correlation` scores embeddings already computed.
 
 Accuracies are fractions in [0, 1]; reports multiply by 100.
 
@@ -37,16 +41,21 @@ from .features import EvaluationError, extract_features, raw_features
 from .knn import knn_accuracy
 from .linear import LinearProbeResult, evaluate_features, linear_probe
 from .metrics import alignment, distance_distribution, uniformity
+from .sts import STSResult, encode_sentences, sts_correlation, sts_spearman
 
 __all__ = [
     "EvaluationError",
     "LinearProbeResult",
+    "STSResult",
     "alignment",
     "distance_distribution",
+    "encode_sentences",
     "evaluate_features",
     "extract_features",
     "knn_accuracy",
     "linear_probe",
     "raw_features",
+    "sts_correlation",
+    "sts_spearman",
     "uniformity",
 ]

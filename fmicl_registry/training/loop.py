@@ -80,42 +80,39 @@ class Parts:
 
     ``pretrain`` yields ``(view1, view2, label)``, or ``(image, label)`` when the recipe has a
     batched form (``batch_augment``), which the loop then applies to each batch on the device.
+    For text (``modality == "text"``) it yields ``(sentence, label)``: the loop feeds the same
+    list of sentences as both views (the model's dropout makes them differ), ``test_eval`` is
+    the STS data set evaluation scores on, and ``train_eval`` and ``test_views`` are None.
     """
 
     pretrain: Any
     batch_augment: Any
     train_eval: Any
     test_eval: Any
-    test_views: SeededViews
+    test_views: SeededViews | None
     model: nn.Module
     build_encoder: Callable[[], nn.Module]
     input_shape: tuple[int, ...]
+    modality: str = "image"
 
 
-def build(spec: Spec) -> Parts:
-    """The data sets and the model a spec describes (seeded by ``run.seed``)."""
-    from ..data import Transformed, eval_transform, get_augmentation
-    from ..data.batch import get_batch_augmentation
-
-    seed = spec["run"]["seed"]
+def _eval_sets(spec: Spec, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The data set evaluation reads and its options: ``data.eval_name`` (else ``data.name``)
+    at ``data.eval_root`` (else ``data.root``)."""
     data = spec["data"]
-    options = {"root": data["root"], "download": data["download"], **spec.dataset_options()}
-    pretrain_set = _build("datasets", data["name"], {}, "data", split="pretrain", **options)
-    train_set = _build("datasets", data["name"], {}, "data", split="train", **options)
-    test_set = _build("datasets", data["name"], {}, "data", split="test", **options)
-    recipe, augment_options = spec.component("augment")
-    batched = augment_options.pop("batched", True)
-    if not isinstance(batched, bool):
-        raise SpecError(f"augment.batched must be a boolean, got {batched!r}")
-    recipe = recipe or pretrain_set.default_recipe
-    shape = tuple(pretrain_set.input_shape)
-    stats = (shape, pretrain_set.mean, pretrain_set.std)
-    try:
-        augment = get_augmentation(recipe, *stats, **augment_options)
-        batch_augment = get_batch_augmentation(recipe, *stats, **augment_options)
-    except FmiclError as err:
-        raise SpecError(f"[augment] {err}") from None
+    root = data["eval_root"] if data["eval_root"] is not None else data["root"]
+    if data["eval_name"] is None or data["eval_name"] == data["name"]:
+        return data["name"], {**options, "root": root}
+    return data["eval_name"], {"root": root, "download": data["download"]}
 
+
+def _build_model(
+    spec: Spec, input_shape: tuple[int, ...] | None
+) -> tuple[nn.Module, Callable[[], nn.Module]]:
+    """The architecture with its backbone and objective, and a function rebuilding the
+    backbone's initialisation (the untrained baseline). ``input_shape`` goes to image
+    backbones; text backbones get none."""
+    seed = spec["run"]["seed"]
     arch_name, arch_options = spec.component("architecture")
     assert arch_name is not None
     backbone_name, backbone_options = spec.component("backbone")
@@ -127,12 +124,13 @@ def build(spec: Spec) -> Parts:
             )
     objective_name, objective_options = spec.component("objective")
     assert objective_name is not None
+    shape = {} if input_shape is None else {"input_shape": input_shape}
 
     def build_encoder() -> nn.Module:
         torch.manual_seed(seed)
-        return _build("backbones", backbone_name, backbone_options, "backbone", input_shape=shape)
+        return _build("backbones", backbone_name, backbone_options, "backbone", **shape)
 
-    backbone = build_encoder()  # the random-encoder baseline rebuilds this exact initialisation
+    backbone = build_encoder()  # the untrained baseline rebuilds this exact initialisation
     from ..objectives import get_objective
 
     try:
@@ -147,6 +145,74 @@ def build(spec: Spec) -> Parts:
         backbone=backbone,
         objective=objective,
     )
+    return model, build_encoder
+
+
+def _build_text(spec: Spec, pretrain_set: Any, options: dict[str, Any]) -> Parts:
+    """A text run: sentences for pretraining, an STS data set for evaluation, no augmentation
+    (SimCSE: the two views of a sentence are two dropout masks)."""
+    recipe, augment_options = spec.component("augment")
+    if recipe is not None or augment_options:
+        raise SpecError(
+            f"[augment] data set {spec['data']['name']!r} is text, which has no augmentation "
+            "recipe (the two views are the same sentences, made different by the model's "
+            "dropout); remove the [augment] section"
+        )
+    eval_name, eval_options = _eval_sets(spec, options)
+    test_set = _build(
+        "datasets", eval_name, {}, "data", split=spec["data"]["eval_split"], **eval_options
+    )
+    if getattr(test_set, "task", None) != "sts":
+        raise SpecError(
+            f"[data] a text run is evaluated on an STS data set (sentence pairs with gold "
+            f"scores), but {eval_name!r} is not one; set data.eval_name = 'stsb' and "
+            "data.eval_root to the STS Benchmark folder"
+        )
+    model, build_encoder = _build_model(spec, None)
+    return Parts(
+        pretrain=pretrain_set,
+        batch_augment=None,
+        train_eval=None,
+        test_eval=test_set,
+        test_views=None,
+        model=model,
+        build_encoder=build_encoder,
+        input_shape=(),
+        modality="text",
+    )
+
+
+def build(spec: Spec) -> Parts:
+    """The data sets and the model a spec describes (seeded by ``run.seed``).
+
+    A pretraining data set with ``modality = "text"`` makes a text run (:func:`_build_text`);
+    every other data set is images, augmented with ``[augment]``'s recipe.
+    """
+    from ..data import Transformed, eval_transform, get_augmentation
+    from ..data.batch import get_batch_augmentation
+
+    seed = spec["run"]["seed"]
+    data = spec["data"]
+    options = {"root": data["root"], "download": data["download"], **spec.dataset_options()}
+    pretrain_set = _build("datasets", data["name"], {}, "data", split="pretrain", **options)
+    if getattr(pretrain_set, "modality", "image") == "text":
+        return _build_text(spec, pretrain_set, options)
+    eval_name, eval_options = _eval_sets(spec, options)
+    train_set = _build("datasets", eval_name, {}, "data", split="train", **eval_options)
+    test_set = _build("datasets", eval_name, {}, "data", split=data["eval_split"], **eval_options)
+    recipe, augment_options = spec.component("augment")
+    batched = augment_options.pop("batched", True)
+    if not isinstance(batched, bool):
+        raise SpecError(f"augment.batched must be a boolean, got {batched!r}")
+    recipe = recipe or pretrain_set.default_recipe
+    shape = tuple(pretrain_set.input_shape)
+    stats = (shape, pretrain_set.mean, pretrain_set.std)
+    try:
+        augment = get_augmentation(recipe, *stats, **augment_options)
+        batch_augment = get_batch_augmentation(recipe, *stats, **augment_options)
+    except FmiclError as err:
+        raise SpecError(f"[augment] {err}") from None
+    model, build_encoder = _build_model(spec, shape)
     return Parts(
         pretrain=pretrain_set
         if batched and batch_augment
@@ -375,7 +441,9 @@ def train(
             progress.reset(task, total=steps_per_epoch, epoch=epoch + 1, loss=0.0, rate=0.0)
             epoch_loss, epoch_steps, tic = 0.0, 0, time.perf_counter()
             for index, batch in enumerate(loader):
-                if parts.batch_augment is None:
+                if parts.modality == "text":  # the same sentences twice: dropout makes the views
+                    view1 = view2 = list(batch[0])
+                elif parts.batch_augment is None:
                     view1 = batch[0].to(device, non_blocking=True)
                     view2 = batch[1].to(device, non_blocking=True)
                 else:  # one generator per global batch; this process keeps its rows
@@ -420,10 +488,15 @@ def train(
                 "epoch_seconds": time.perf_counter() - tic,
             }
             if main and eval_every and (epoch + 1) % eval_every == 0:
-                record["knn_top1"] = _knn(spec, parts, model, device)
+                if parts.modality == "text":
+                    record["sts_spearman"] = _sts(spec, parts, model.encoder)["sts_spearman"]
+                else:
+                    record["knn_top1"] = _knn(spec, parts, model, device)
             if main:
                 metrics.write(**record)
                 knn = f", kNN {100 * record['knn_top1']:.2f}%" if "knn_top1" in record else ""
+                if "sts_spearman" in record:
+                    knn = f", STS Spearman {100 * record['sts_spearman']:.2f}"
                 log(f"epoch {epoch + 1}/{cfg['epochs']}: loss {record['epoch_loss']:.4f}{knn}")
                 every = cfg["checkpoint_every"]
                 if (epoch + 1) % every == 0 or epoch + 1 == cfg["epochs"] or step >= total_steps:
@@ -550,11 +623,15 @@ def evaluate_run(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Evaluate the trained encoder (and the baselines), write ``report.json``, ``report.md``
-    and the plots into ``run_dir``; return the report."""
+    and the plots into ``run_dir``; return the report. A text run is scored on STS
+    (:func:`_evaluate_sts`), an image run by kNN and linear probes."""
     from ..evaluation import alignment, distance_distribution, extract_features, uniformity
     from ..evaluation import raw_features as raw
     from .report import write_report
 
+    if parts.modality == "text":
+        return _evaluate_sts(spec, parts, model, device, run_dir, training=training, log=log)
+    assert parts.test_views is not None
     cfg = spec["eval"]
     size = cfg["batch_size"]
     tic = time.perf_counter()
@@ -580,7 +657,31 @@ def evaluate_run(
         baselines["random_encoder"]["alignment"] = alignment(r1, r2)
         baselines["random_encoder"]["uniformity"] = uniformity(torch.cat([r1, r2]))
         distances["random encoder"] = distance_distribution(r1, r2)
-    report = {
+    report = _report(spec, run_dir, device, metrics, baselines, training, tic)
+    write_report(report, run_dir, distances=distances)
+    log(
+        f"kNN top-1 {100 * metrics['knn_top1']:.2f}%, linear top-1 "
+        f"{100 * metrics['linear_top1']:.2f}%"
+        + (
+            f" (raw input: {100 * baselines['raw_input']['linear_top1']:.2f}% linear)"
+            if baselines
+            else ""
+        )
+    )
+    log(f"report: {run_dir / 'report.md'}")
+    return report
+
+
+def _report(
+    spec: Spec,
+    run_dir: Path,
+    device: torch.device,
+    metrics: dict[str, float],
+    baselines: dict[str, dict[str, float]],
+    training: dict[str, Any] | None,
+    tic: float,
+) -> dict[str, Any]:
+    return {
         "run": spec["run"]["name"],
         "run_dir": str(run_dir),
         "metrics": metrics,
@@ -596,12 +697,72 @@ def evaluate_run(
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         },
     }
+
+
+#: STS pairs at least this similar (0-5 scale) are the positive pairs of the alignment, as in
+#: SimCSE's analysis (Gao, Yao and Chen 2021, section 5: STS-B pairs scored above 4).
+STS_POSITIVE_SCORE = 4.0
+
+
+def _sts(spec: Spec, parts: Parts, encoder: Any) -> dict[str, Any]:
+    """STS metrics of ``encoder`` on the evaluation pairs, and its embeddings of them."""
+    from ..evaluation import alignment, encode_sentences, sts_correlation, uniformity
+
+    pairs = parts.test_eval
+    size = spec["eval"]["batch_size"]
+    z1 = encode_sentences(encoder, pairs.sentences1, batch_size=size)
+    z2 = encode_sentences(encoder, pairs.sentences2, batch_size=size)
+    result = sts_correlation(z1, z2, pairs.scores)
+    out: dict[str, Any] = {"sts_spearman": result.spearman, "sts_pearson": result.pearson}
+    positive = torch.as_tensor(pairs.scores) >= STS_POSITIVE_SCORE
+    if int(positive.sum()) >= 1:
+        out["alignment"] = alignment(z1[positive], z2[positive])
+    out["uniformity"] = uniformity(torch.cat([z1, z2]))
+    out["_positive"] = (z1[positive], z2[positive])
+    return out
+
+
+def _evaluate_sts(
+    spec: Spec,
+    parts: Parts,
+    model: nn.Module,
+    device: torch.device,
+    run_dir: Path,
+    *,
+    training: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """A text run's evaluation: STS Spearman and Pearson (SimCSE's protocol: cosine of frozen
+    embeddings against the gold scores), alignment on the pairs scored at least 4 and
+    uniformity on every sentence (SimCSE's section 5), for the trained encoder and, as the
+    baseline, the same encoder before training (for ``minilm``: the pretrained model as
+    loaded); write the report."""
+    from ..evaluation import distance_distribution
+    from .report import write_report
+
+    tic = time.perf_counter()
+    distances: dict[str, dict[str, Any]] = {}
+
+    def score(encoder: Any, label: str) -> dict[str, float]:
+        out = _sts(spec, parts, encoder)
+        z1, z2 = out.pop("_positive")
+        if len(z1) >= 2:
+            distances[label] = distance_distribution(z1, z2)
+        return out
+
+    metrics = score(model.encoder, "after training")
+    baselines: dict[str, dict[str, float]] = {}
+    if spec["eval"]["baselines"]:
+        before = parts.build_encoder().to(device)
+        baselines["before_training"] = score(before, "before training")
+    report = _report(spec, run_dir, device, metrics, baselines, training, tic)
     write_report(report, run_dir, distances=distances)
+    pairs = parts.test_eval
     log(
-        f"kNN top-1 {100 * metrics['knn_top1']:.2f}%, linear top-1 "
-        f"{100 * metrics['linear_top1']:.2f}%"
+        f"STS Spearman {100 * metrics['sts_spearman']:.2f} on {pairs.name} {pairs.split} "
+        f"({len(pairs)} pairs)"
         + (
-            f" (raw input: {100 * baselines['raw_input']['linear_top1']:.2f}% linear)"
+            f" (before training: {100 * baselines['before_training']['sts_spearman']:.2f})"
             if baselines
             else ""
         )

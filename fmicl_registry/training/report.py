@@ -1,9 +1,10 @@
 """A run's report: ``report.json`` (everything), ``report.md`` (for people) and PNG plots.
 
 Plots (matplotlib, headless): ``loss.png`` (training loss per step), ``accuracy.png`` (kNN
-accuracy per evaluated epoch, and the final accuracies beside the baselines),
-``distances.png`` (histograms of positive and negative pair distances, the paper's Figure 4)
-and ``alignment_uniformity.png`` (Wang and Isola's plane: lower-left is better).
+accuracy per evaluated epoch, and the final accuracies beside the baselines; for a text run
+``sts.png``, the same for STS Spearman and Pearson), ``distances.png`` (histograms of positive
+and negative pair distances, the paper's Figure 4) and ``alignment_uniformity.png`` (Wang and
+Isola's plane: lower-left is better).
 """
 
 from __future__ import annotations
@@ -19,15 +20,32 @@ _NAMES = {
     "knn_top1": "kNN top-1 (%)",
     "linear_top1": "linear top-1 (%)",
     "linear_train_top1": "linear train top-1 (%)",
+    "sts_spearman": "STS Spearman x 100",
+    "sts_pearson": "STS Pearson x 100",
     "alignment": "alignment",
     "uniformity": "uniformity",
 }
 
 
+def _percent(key: str) -> bool:
+    return key.endswith("top1") or key.startswith("sts_")
+
+
 def _fmt(key: str, value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{100 * value:.2f}" if key.endswith("top1") else f"{value:.4f}"
+    return f"{100 * value:.2f}" if _percent(key) else f"{value:.4f}"
+
+
+def _is_sts(report: dict[str, Any]) -> bool:
+    """Whether the run was evaluated on STS (a text run) rather than by classification."""
+    return "sts_spearman" in report["metrics"]
+
+
+def _columns(report: dict[str, Any]) -> list[str]:
+    """The column names of the trained encoder and of each baseline."""
+    first = "after training" if _is_sts(report) else "pretrained"
+    return [first, *(name.replace("_", " ") for name in report["baselines"])]
 
 
 def _pyplot() -> Any:
@@ -49,7 +67,7 @@ def _records(run_dir: Path) -> list[dict[str, Any]]:
 
 def markdown(report: dict[str, Any]) -> str:
     """``report.md``: the metrics of the pretrained encoder beside the baselines."""
-    columns = ["pretrained", *report["baselines"]]
+    columns = _columns(report)
     rows = [report["metrics"], *report["baselines"].values()]
     keys = [k for k in _NAMES if any(k in row for row in rows)]
     lines = [
@@ -58,9 +76,15 @@ def markdown(report: dict[str, Any]) -> str:
         f"Objective `{report['spec']['objective'].get('name')}` "
         + ", ".join(f"{k}={v}" for k, v in report["spec"]["objective"].items() if k != "name")
         + f"; architecture `{report['spec']['architecture'].get('name')}`, "
-        f"data `{report['spec']['data']['name']}`.",
+        f"data `{report['spec']['data']['name']}`"
+        + (
+            f", evaluated on `{report['spec']['data'].get('eval_name')}` "
+            f"({report['spec']['data'].get('eval_split')})."
+            if report["spec"]["data"].get("eval_name")
+            else "."
+        ),
         "",
-        "| metric | " + " | ".join(c.replace("_", " ") for c in columns) + " |",
+        "| metric | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),
     ]
     for key in keys:
@@ -70,15 +94,17 @@ def markdown(report: dict[str, Any]) -> str:
     training = report.get("training") or {}
     if training:
         rate = training.get("images_per_s")
+        unit = "sentences" if _is_sts(report) else "images"
         lines += [
             "",
             f"Training: {training.get('steps')} steps in {training.get('seconds', 0):.1f} s"
-            + (f" ({rate:.0f} images/s)" if rate else "")
+            + (f" ({rate:.0f} {unit}/s)" if rate else "")
             + f", {training.get('world_size', 1)} process(es).",
         ]
+    scores = "![STS](sts.png)" if _is_sts(report) else "![accuracy](accuracy.png)"
     lines += [
         "",
-        "![loss](loss.png) ![accuracy](accuracy.png)",
+        f"![loss](loss.png) {scores}",
         "",
         "![distances](distances.png) ![alignment and uniformity](alignment_uniformity.png)",
         "",
@@ -104,25 +130,28 @@ def write_report(
     fig.savefig(run_dir / "loss.png", dpi=100)
     plt.close(fig)
 
+    sts = _is_sts(report)
+    curve_key, bars = ("sts_spearman", "sts_pearson") if sts else ("knn_top1", "linear_top1")
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    curve = [(r["epoch"], 100 * r["knn_top1"]) for r in records if "knn_top1" in r]
+    curve = [(r["epoch"], 100 * r[curve_key]) for r in records if curve_key in r]
     if curve:
         left.plot(*zip(*curve, strict=True), marker="o")
-    left.set(xlabel="epoch", ylabel="kNN top-1 (%)", title="kNN accuracy during training")
-    names = ["pretrained", *report["baselines"]]
+    left.set(xlabel="epoch", ylabel=_NAMES[curve_key], title=f"{_NAMES[curve_key]} in training")
+    names = _columns(report)
     rows = [report["metrics"], *report["baselines"].values()]
     x = np.arange(len(names))
-    for offset, key in ((-0.2, "knn_top1"), (0.2, "linear_top1")):
+    for offset, key in ((-0.2, curve_key), (0.2, bars)):
         right.bar(x + offset, [100 * r[key] for r in rows], width=0.4, label=_NAMES[key])
-    right.set_xticks(x, [n.replace("_", " ") for n in names])
-    right.set(ylabel="top-1 (%)", title="final accuracy")
+    right.set_xticks(x, names)
+    right.set(ylabel="x 100" if sts else "top-1 (%)", title="final scores")
     right.legend()
     fig.tight_layout()
-    fig.savefig(run_dir / "accuracy.png", dpi=100)
+    fig.savefig(run_dir / ("sts.png" if sts else "accuracy.png"), dpi=100)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, len(distances), figsize=(5 * len(distances), 4), squeeze=False)
-    for ax, (name, d) in zip(axes[0], distances.items(), strict=True):
+    panels = max(1, len(distances))
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
+    for ax, (name, d) in zip(axes[0], distances.items(), strict=False):
         bins = np.linspace(0.0, 2.0, 41)
         ax.hist(d["negative"], bins=bins, alpha=0.6, density=True, label="negative pairs")
         ax.hist(d["positive"], bins=bins, alpha=0.6, density=True, label="positive pairs")
@@ -136,7 +165,7 @@ def write_report(
     for name, row in zip(names, rows, strict=True):
         if "alignment" in row and "uniformity" in row:
             ax.scatter(row["uniformity"], row["alignment"], s=60)
-            ax.annotate(name.replace("_", " "), (row["uniformity"], row["alignment"]))
+            ax.annotate(name, (row["uniformity"], row["alignment"]))
     ax.set(xlabel="uniformity (lower is better)", ylabel="alignment (lower is better)")
     ax.set_title("alignment and uniformity (Wang and Isola 2020)")
     fig.tight_layout()

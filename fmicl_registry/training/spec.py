@@ -3,7 +3,8 @@
 A spec has fixed sections with typed keys (``run``, ``data``, ``train``, ``eval``) and component
 sections (``backbone``, ``architecture``, ``objective``, ``augment``): a ``name`` plus any
 options, which the component's factory checks when it is built (``data`` also passes its other
-keys, ``image_size`` say, to the data set's factory). Unknown keys and wrong types
+keys, ``image_size`` say, to the data set's factory; ``data.eval_name`` names another data set
+for evaluation, e.g. ``stsb`` after pretraining on ``textlines``). Unknown keys and wrong types
 are refused with the file, the key and the expected type. Nothing in a spec is executed.
 
 Example::
@@ -51,6 +52,13 @@ SCHEMA: dict[str, dict[str, tuple[str, Any, str]]] = {
         "root": (_OPT_STR, None, "where the data lives (default: $FMICL_DATA_DIR or a cache)"),
         "download": (_BOOL, False, "download the data when it is missing"),
         "num_workers": (_INT, 0, "data-loader worker processes"),
+        "eval_name": (
+            _OPT_STR,
+            None,
+            "registered data set evaluation reads (default: name; 'stsb' for a text run)",
+        ),
+        "eval_root": (_OPT_STR, None, "where the evaluation data set lives (default: root)"),
+        "eval_split": (_STR, "test", "the split evaluation scores on ('dev' for GLUE's STS-B)"),
     },
     "train": {
         "epochs": (_INT, 100, "pretraining epochs"),

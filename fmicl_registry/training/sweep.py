@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from .loop import train
-from .report import _NAMES, _pyplot
+from .report import _NAMES, _percent, _pyplot
 from .spec import Spec, SpecError, load_spec
 
-METRICS = ("linear_top1", "knn_top1", "alignment", "uniformity")
+METRICS = ("linear_top1", "knn_top1", "sts_spearman", "sts_pearson", "alignment", "uniformity")
 
 
 def sweep_specs(
@@ -113,8 +113,8 @@ def write_table(rows: list[dict[str, Any]], folder: Path, *, seeds: int) -> None
     def cell(r: dict[str, Any], k: str) -> str:
         if k not in r:
             return "-"
-        scale = 100 if k.endswith("top1") else 1
-        digits = 2 if k.endswith("top1") else 4
+        scale = 100 if _percent(k) else 1
+        digits = 2 if _percent(k) else 4
         text = f"{scale * r[k]:.{digits}f}"
         return text + (f" ± {scale * r[k + '_std']:.{digits}f}" if seeds > 1 else "")
 
@@ -128,7 +128,8 @@ def write_table(rows: list[dict[str, Any]], folder: Path, *, seeds: int) -> None
     (folder / "comparison.md").write_text("\n".join(lines) + "\n")
 
     plt = _pyplot()
-    tops = [k for k in ("linear_top1", "knn_top1") if k in keys]
+    sts = "sts_spearman" in keys
+    tops = [k for k in ("linear_top1", "knn_top1", "sts_spearman", "sts_pearson") if k in keys]
     fig, ax = plt.subplots(figsize=(max(6, len(rows) * 1.1), 4))
     width = 0.8 / max(1, len(tops))
     for i, k in enumerate(tops):
@@ -143,7 +144,7 @@ def write_table(rows: list[dict[str, Any]], folder: Path, *, seeds: int) -> None
     ax.set_xticks(range(len(rows)), [r["objective"] for r in rows])
     low = min((100 * r[k] for r in rows for k in tops), default=0)
     ax.set_ylim(max(0, low - 5), 100)
-    ax.set(ylabel="top-1 (%)", title="objectives compared")
+    ax.set(ylabel="x 100" if sts else "top-1 (%)", title="objectives compared")
     ax.legend()
     fig.tight_layout()
     fig.savefig(folder / "comparison.png", dpi=100)
