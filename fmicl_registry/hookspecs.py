@@ -74,7 +74,8 @@ class Similarity(Protocol):
     Optional: a class attribute ``symmetric = True`` declares ``pairwise(a, b) ==
     pairwise(b, a).T`` with nothing learning inside; the objective then differentiates a batch
     against itself through one side and doubles the gradient (one matrix product fewer).
-    Absent means ``False``. A similarity holding tensors that learn (``requires_grad``
+    Absent means ``False``; a subclass that overrides ``pairwise`` must declare it again (it
+    does not inherit the declaration). A similarity holding tensors that learn (``requires_grad``
     attributes, or an ``nn.Module``'s parameters) gets the general forms of the terms, since
     its range moves as it learns.
     """

@@ -226,6 +226,21 @@ def _trainable(similarity: object) -> bool:
     return any(isinstance(v, Tensor) and v.requires_grad for v in vars(similarity).values())
 
 
+def _declared_symmetric(similarity: object) -> bool:
+    """``similarity.symmetric``, trusted only where it was declared for the ``pairwise`` in use:
+    on the instance, or on the class that defines ``pairwise`` or a subclass of it (a subclass
+    that overrides ``pairwise`` does not inherit its parent's declaration)."""
+    own = getattr(similarity, "__dict__", {})
+    if "symmetric" in own:
+        return bool(own["symmetric"])
+    mro = type(similarity).__mro__
+    declared = next((i for i, cls in enumerate(mro) if "symmetric" in vars(cls)), None)
+    defined = next((i for i, cls in enumerate(mro) if "pairwise" in vars(cls)), None)
+    if declared is None or defined is None or declared > defined:
+        return False
+    return bool(vars(mro[declared])["symmetric"])
+
+
 def fmicl_loss(
     z1: Tensor,
     z2: Tensor,
@@ -333,7 +348,7 @@ def fmicl_loss(
 
     # A symmetric similarity with nothing learning inside: z1_i z1_j and z1_j z1_i mirror
     # each other, so pair_sum computes the gradient through one side only and doubles it.
-    symmetric = bool(getattr(similarity, "symmetric", False)) and not trainable
+    symmetric = _declared_symmetric(similarity) and not trainable
     sums = [
         pair_sum(pairs, a, b, exclude, chunk_size, term=term, symmetric=symmetric)
         for a, b, exclude in blocks

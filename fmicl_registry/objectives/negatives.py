@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 import torch
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
 
 from ..dsl.ops import SlopedTerm, plain
 
@@ -121,6 +121,57 @@ class _SlopedSum(torch.autograd.Function):
         return out, None, None, None, None
 
 
+def _functorch_active() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jvp...) is running: the functions here
+    that keep state between passes (the ``autograd.Function`` classes above and below) do not
+    run under them, so the sums fall back to plain autograd through the term."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active is not None and active())
+
+
+def _plain_sum(values: Tensor, term: SlopedTerm | None, exclude: tuple[int, ...]) -> Tensor:
+    """The sum by ordinary autograd (the term's own Function has a vmap rule)."""
+    acc = accumulation_dtype(values.dtype)
+    return _masked(values if term is None else term(values), 0, exclude).sum(dtype=acc)
+
+
+class _MirroredSum(torch.autograd.Function):
+    """``pair_sum(fn, a, a)`` for a symmetric ``fn``: its gradient is twice the gradient through
+    the first argument, so the forward pass keeps the graph of ``pair_sum(fn, a, a.detach())``
+    and the backward pass doubles it (one matrix product fewer). A backward pass that builds a
+    graph (``create_graph=True``, for second derivatives) differentiates both sides instead,
+    since the second derivative also has the cross term."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        a: Tensor,
+        fn: PairFn,
+        exclude: tuple[int, ...],
+        chunk_size: ChunkSize,
+        term: SlopedTerm | None,
+    ) -> Tensor:
+        with torch.enable_grad():
+            a_ = a.detach().requires_grad_()
+            half = pair_sum(fn, a_, a_.detach(), exclude, chunk_size, term=term)
+        ctx.save_for_backward(a)
+        ctx.graph = (a_, half)  # type: ignore[attr-defined]
+        ctx.args = (fn, exclude, chunk_size, term)  # type: ignore[attr-defined]
+        return half.detach()
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph: both sides, differentiably
+            (a,) = ctx.saved_tensors  # type: ignore[attr-defined]
+            fn, exclude, chunk_size, term = ctx.args  # type: ignore[attr-defined]
+            total = pair_sum(fn, a, a, exclude, chunk_size, term=term)
+            (out,) = torch.autograd.grad(total, a, grad, create_graph=True)
+        else:
+            a_, half = ctx.graph  # type: ignore[attr-defined]
+            (out,) = torch.autograd.grad(half, a_, 2 * grad, retain_graph=True)
+        return out, None, None, None, None
+
+
 def sloped_sum(values: Tensor, term: SlopedTerm, exclude: Iterable[int] = ()) -> Tensor:
     """``sum term(values)`` over the entries whose diagonal offset is not in ``exclude``, in at
     least float32, differentiated through ``term.slope``: the same value and gradient as
@@ -137,6 +188,8 @@ def sloped_sum(values: Tensor, term: SlopedTerm, exclude: Iterable[int] = ()) ->
         (6.0, [0.0, 0.0, 0.0])
     """
     excluded = tuple(sorted(set(exclude)))
+    if _functorch_active():
+        return _plain_sum(values, term, excluded)
     return _SlopedSum.apply(values, term.value, term.slope, 0, excluded)
 
 
@@ -165,15 +218,29 @@ class _ChunkedPairSum(torch.autograd.Function):
         return total
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
         a, b = ctx.saved_tensors  # type: ignore[attr-defined]
         fn, exclude, chunk = ctx.fn, ctx.exclude, ctx.chunk  # type: ignore[attr-defined]
         need_a, need_b = ctx.needs_input_grad[:2]  # type: ignore[attr-defined]
+        term = ctx.term  # type: ignore[attr-defined]
+        if torch.is_grad_enabled():
+            # create_graph (second derivatives): a differentiable recomputation, dense, since
+            # the chunk-by-chunk gradient below is a constant to autograd.
+            a, b = a.view_as(a), b.view_as(b)  # partial derivatives, also when b is a
+            wrt = [t for t, need in ((a, need_a), (b, need_b)) if need]
+            total = _plain_sum(fn(a, b), term, exclude)
+            grads = list(torch.autograd.grad(total, wrt, grad, create_graph=True))
+            return (
+                grads.pop(0) if need_a else None,
+                grads.pop(0) if need_b else None,
+                None,
+                None,
+                None,
+                None,
+            )
         acc = accumulation_dtype(a.dtype)
         grad_a = torch.zeros_like(a) if need_a else None
         grad_b = torch.zeros(b.shape, dtype=acc, device=b.device) if need_b else None
-        term = ctx.term  # type: ignore[attr-defined]
         with torch.enable_grad():
             b_ = b.detach().requires_grad_(need_b)
             for start in range(0, a.shape[0], chunk):
@@ -237,7 +304,11 @@ def pair_sum(
     ``symmetric=True`` declares ``fn(x, y) == fn(y, x).T`` with nothing else learning inside
     ``fn``; then, for a batch against itself (``b is a``, exclusions symmetric), the gradient
     through ``b`` is the mirror image of the one through ``a``: only the latter is computed
-    (one matrix product fewer) and doubled. Same value, same gradient up to rounding.
+    (one matrix product fewer) and doubled. Same value, same gradient up to rounding; second
+    derivatives (``create_graph=True``) differentiate both sides.
+
+    Under ``torch.func`` transforms the sum is plain autograd through ``fn`` and ``term``,
+    dense whatever ``chunk_size`` says.
 
     ``fn`` must be row-wise: ``fn(a[s:e], b)`` is ``fn(a, b)[s:e]``. ``chunk_size``:
     ``"auto"`` (dense up to the device's :data:`CHUNK_PAIRS` pairs, chunked above), ``None``
@@ -254,10 +325,11 @@ def pair_sum(
         4.0
     """
     excluded = tuple(sorted(set(exclude)))
+    if _functorch_active():
+        return _plain_sum(fn(a, b), term, excluded)
     mirrored = symmetric and b is a and excluded == tuple(sorted({-k for k in excluded}))
     if mirrored and torch.is_grad_enabled() and a.requires_grad:
-        half = pair_sum(fn, a, a.detach(), excluded, chunk_size, term=term)
-        return half + (half - half.detach())  # the value of half, twice its gradient
+        return _MirroredSum.apply(a, fn, excluded, chunk_size, term)
     rows = chunk_rows(a.shape[0], b.shape[0], chunk_size, a.device.type)
     if rows is None:
         if term is not None:

@@ -278,3 +278,82 @@ def test_second_derivatives_match_the_plain_path() -> None:
         (g,) = torch.autograd.grad(loss, x1, create_graph=True)
         results.append(torch.autograd.grad(g.square().sum(), x1)[0])
     torch.testing.assert_close(results[0], results[1], rtol=1e-9, atol=1e-12)
+
+
+def _kl_by_hand(
+    z1: torch.Tensor, z2: torch.Tensor, gamma: float, alpha: float, negatives: str
+) -> torch.Tensor:
+    """PAPER.md's objective for KL written out with plain torch (float64, no library code):
+    f'(u) = log u + 1, f*(t) = exp(t - 1), so with log_r = -gamma ||x - y||^2 the positive
+    term is log_r + 1 and the negative term is exp(log_r)."""
+    x = z1 / z1.norm(dim=-1, keepdim=True)
+    y = z2 / z2.norm(dim=-1, keepdim=True)
+
+    def log_r(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return -gamma * (a[:, None, :] - b[None, :, :]).square().sum(-1)
+
+    off = ~torch.eye(len(x), dtype=torch.bool)
+    blocks = {"view1": [(x, x)], "cross": [(x, y)], "both": [(x, x), (y, y)]}[negatives]
+    negative = torch.cat([log_r(a, b).exp()[off] for a, b in blocks]).mean()
+    positive = (-gamma * (x - y).square().sum(-1) + 1).mean()
+    return -(positive - alpha * negative)
+
+
+@pytest.mark.parametrize("negatives", ["view1", "cross", "both"])
+@pytest.mark.parametrize("chunk_size", [None, 2])
+def test_second_derivatives_match_a_hand_written_loss(
+    negatives: str, chunk_size: int | None
+) -> None:
+    # create_graph through the fast paths (one-sided mirrored gradient, chunked recomputation,
+    # slope-based backward) must still give the true Hessian-vector product.
+    z1, z2 = _views(6)
+    v = torch.randn(z1.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    loss_fn = fm.get_objective(
+        "fmicl", divergence="kl", gamma=2.0, alpha=3.0, negatives=negatives, chunk_size=chunk_size
+    )
+    products = []
+    for loss in (loss_fn, lambda a, b: _kl_by_hand(a, b, 2.0, 3.0, negatives)):
+        x1, x2 = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+        g1, g2 = torch.autograd.grad(loss(x1, x2), (x1, x2), create_graph=True)
+        products.append(torch.autograd.grad((g1 * v).sum() + (g2 * v).sum(), (x1, x2)))
+    for got, want in zip(*products, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_the_default_objective_works_under_torch_func() -> None:
+    z1, z2 = _views(6)
+    loss_fn = fm.get_objective("fmicl", divergence="kl", gamma=2.0, alpha=3.0)
+    want = torch.func.grad(lambda a: _kl_by_hand(a, z2, 2.0, 3.0, "view1"))(z1)
+    torch.testing.assert_close(torch.func.grad(lambda a: loss_fn(a, z2))(z1), want)
+    batched = torch.func.vmap(torch.func.grad(lambda a, b: loss_fn(a, b)))
+    got = batched(torch.stack([z1, z1]), torch.stack([z2, z2]))
+    torch.testing.assert_close(got, torch.stack([want, want]))
+
+
+class _Flipped(Gaussian):
+    """Not symmetric: ``pairwise(a, b)`` compares ``a`` with ``b`` reversed along features."""
+
+    def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return super().pairwise(a, b.flip(-1))
+
+
+class _FlippedDeclared(_Flipped):
+    symmetric = False
+
+
+def test_a_subclass_that_overrides_pairwise_does_not_inherit_symmetric() -> None:
+    from fmicl_registry.objectives.functional import _declared_symmetric
+
+    assert _declared_symmetric(Gaussian()) and _declared_symmetric(Cosine())
+    assert not _declared_symmetric(_Flipped())
+    quiet = Gaussian()
+    quiet.symmetric = False  # type: ignore[misc]
+    assert not _declared_symmetric(quiet)
+    z1, z2 = _views(6)
+    d = fm.get_divergence("js")
+    grads = []
+    for similarity in (_Flipped(), _FlippedDeclared()):
+        x1 = z1.clone().requires_grad_()
+        fmicl_loss(x1, z2, d, similarity, alpha=3.0).backward()
+        grads.append(x1.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-14)
