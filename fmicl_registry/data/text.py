@@ -173,9 +173,12 @@ class SentencePairs(Dataset[tuple[tuple[str, str], float]]):
         )
 
 
-def _read_text(name: str, path: Path) -> str:
+def _read_lines(name: str, path: Path) -> list[str]:
+    """The lines of a UTF-8 file, split at line ends only (``\n``, ``\r\n``, ``\r``): not at
+    the other characters ``str.splitlines`` breaks on (form feed, U+0085, U+2028...), which
+    occur inside sentences of web text."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8").split("\n")
     except UnicodeDecodeError as err:
         raise DatasetError(
             f"data set {name!r}: {path} is not UTF-8 text (byte {err.start}: {err.reason}); "
@@ -223,7 +226,7 @@ def textlines(
             "there, or point at it with file=<path> (command line: --set data.file=<path>)"
             + (f"; {ROOT_HINT}." if file is None else ".")
         )
-    sentences = [line.strip() for line in _read_text("textlines", path).splitlines()]
+    sentences = [line.strip() for line in _read_lines("textlines", path)]
     sentences = [s for s in sentences if s]
     if not sentences:
         raise DatasetError(f"data set 'textlines': {path} holds no sentence (every line is blank)")
@@ -265,7 +268,7 @@ def _read_original(path: Path) -> tuple[list[str], list[str], list[float]]:
     first: list[str] = []
     second: list[str] = []
     scores: list[float] = []
-    for number, line in enumerate(_read_text("stsb", path).splitlines(), start=1):
+    for number, line in enumerate(_read_lines("stsb", path), start=1):
         if not line.strip():
             continue
         fields = line.split("\t")
@@ -283,7 +286,7 @@ def _read_original(path: Path) -> tuple[list[str], list[str], list[float]]:
 
 def _read_glue(path: Path, split: str) -> tuple[list[str], list[str], list[float]]:
     """GLUE's ``STS-B/*.tsv``: a header row names sentence1, sentence2 and score."""
-    lines = _read_text("stsb", path).splitlines()
+    lines = _read_lines("stsb", path)
     header = lines[0].split("\t") if lines else []
     if split == "test" and "score" not in header and "sentence1" in header:
         raise DatasetError(

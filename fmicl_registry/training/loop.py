@@ -199,6 +199,12 @@ def build(spec: Spec) -> Parts:
         return _build_text(spec, pretrain_set, options)
     eval_name, eval_options = _eval_sets(spec, options)
     train_set = _build("datasets", eval_name, {}, "data", split="train", **eval_options)
+    if getattr(train_set, "modality", "image") != "image":
+        raise SpecError(
+            f"[data] {data['name']!r} is an image data set but evaluation would read "
+            f"{eval_name!r}, which is {train_set.modality}; an image run is evaluated on images "
+            "(kNN and linear probes): remove data.eval_name, or name an image data set"
+        )
     test_set = _build("datasets", eval_name, {}, "data", split=data["eval_split"], **eval_options)
     recipe, augment_options = spec.component("augment")
     batched = augment_options.pop("batched", True)

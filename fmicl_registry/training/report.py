@@ -76,13 +76,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Objective `{report['spec']['objective'].get('name')}` "
         + ", ".join(f"{k}={v}" for k, v in report["spec"]["objective"].items() if k != "name")
         + f"; architecture `{report['spec']['architecture'].get('name')}`, "
-        f"data `{report['spec']['data']['name']}`"
-        + (
-            f", evaluated on `{report['spec']['data'].get('eval_name')}` "
-            f"({report['spec']['data'].get('eval_split')})."
-            if report["spec"]["data"].get("eval_name")
-            else "."
-        ),
+        f"data `{report['spec']['data']['name']}`" + _evaluated_on(report["spec"]["data"]),
         "",
         "| metric | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),
@@ -171,3 +165,11 @@ def write_report(
     fig.tight_layout()
     fig.savefig(run_dir / "alignment_uniformity.png", dpi=100)
     plt.close(fig)
+
+
+def _evaluated_on(data: dict[str, Any]) -> str:
+    """Where evaluation scored, when that is not the data set's own test split."""
+    name, split = data.get("eval_name") or data["name"], data.get("eval_split", "test")
+    if name == data["name"] and split == "test":
+        return "."
+    return f", evaluated on `{name}` ({split})."

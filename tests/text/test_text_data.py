@@ -39,6 +39,21 @@ def test_textlines_keeps_non_ascii_utf8(tmp_path: Path) -> None:
     assert textlines(file=path).sentences == ["Zürich liegt am See.", "Καλημέρα κόσμε."]
 
 
+def test_lines_break_at_line_ends_only(tmp_path: Path) -> None:
+    # web text holds form feeds, NEL and line separators inside sentences; str.splitlines
+    # would cut a sentence (textlines) or a row (stsb) there
+    odd = "A form\x0cfeed, a NEL\x85 and a separator\u2028 inside."
+    path = tmp_path / "lines.txt"
+    path.write_text(f"{odd}\nSecond sentence.\r\n", encoding="utf-8")
+    assert textlines(file=path).sentences == [odd, "Second sentence."]
+    folder = tmp_path / "stsbenchmark"
+    folder.mkdir()
+    row = original_row(1, odd, "Another sentence.", 3.5, extra=False)
+    (folder / "sts-test.csv").write_text(row + "\n", encoding="utf-8")
+    pairs = stsb(root=tmp_path, split="test")
+    assert pairs.sentences1 == [odd] and pairs.scores == [3.5]
+
+
 def test_textlines_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as missing:
         textlines(root=tmp_path)

@@ -168,3 +168,10 @@ def test_a_sweep_of_a_text_spec_tabulates_sts(tmp_path: Path) -> None:
     assert set(rows) == {"kl", "infonce"}
     for row in rows.values():
         assert f"| {row['objective']} | {100 * row['sts_spearman']:.2f} |" in table
+
+
+def test_an_image_run_refuses_a_text_evaluation_set(tmp_path: Path) -> None:
+    write_stsbenchmark(tmp_path, splits=("train", "test"))
+    settings = ["data.eval_name=stsb", f'data.eval_root="{tmp_path / "stsbenchmark"}"']
+    with pytest.raises(SpecError, match=r"'digits' is an image data set.*'stsb', which is text"):
+        train(load_spec(None, settings), tmp_path, log=_quiet)

@@ -209,3 +209,15 @@ def test_a_misspelled_component_option_names_the_section(tmp_path: Path) -> None
     spec = load_spec(None, [*TINY, "backbone.widht=8"])
     with pytest.raises(fm.FmiclError, match=r"\[backbone\] 'small_cnn'.*did you mean 'width'"):
         train(spec, tmp_path, log=_quiet)
+
+
+def test_the_report_says_where_evaluation_scored() -> None:
+    from fmicl_registry.training.report import _evaluated_on
+
+    assert _evaluated_on({"name": "digits", "eval_name": None, "eval_split": "test"}) == "."
+    assert _evaluated_on({"name": "digits", "eval_split": "train"}) == (
+        ", evaluated on `digits` (train)."
+    )
+    assert _evaluated_on({"name": "textlines", "eval_name": "stsb", "eval_split": "dev"}) == (
+        ", evaluated on `stsb` (dev)."
+    )
