@@ -171,6 +171,11 @@ class TransformerEncoder(nn.Module):
         folder = Path(folder).expanduser().resolve()
         model, tokenizer = _load(name, str(folder))
         self.model = copy.deepcopy(model) if pretrained else _random_like(name, model)
+        if getattr(self.model, "pooler", None) is not None:
+            # BERT's pooler (dense + tanh over [CLS], trained for next-sentence prediction) is
+            # not used: the features are pooled here. Dropped, so that every parameter gets a
+            # gradient (DistributedDataParallel refuses unused parameters).
+            self.model.pooler = None
         self.tokenizer = tokenizer
         self.folder, self.pooling, self.pretrained = folder, pooling, pretrained
         self.output_dim = _hidden_size(name, self.model.config)

@@ -58,6 +58,9 @@ def test_the_loss_reaches_encoder_and_head_but_evaluation_uses_the_encoder_alone
     assert model.head[0].weight.grad is not None and model.head[0].weight.grad.abs().sum() > 0
     word = model.encoder.model.embeddings.word_embeddings.weight
     assert word.grad is not None and word.grad.abs().sum() > 0
+    # every parameter takes part (DistributedDataParallel refuses unused ones)
+    unused = [name for name, p in model.named_parameters() if p.grad is None]
+    assert unused == []
     model.eval()
     with torch.no_grad():
         features = model.encoder(SENTENCES)
