@@ -595,27 +595,42 @@ def _probe(
 def _pairs(
     encoder: nn.Module, views: SeededViews, device: torch.device, batch_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features of two views of every test image (for alignment and the distance plots)."""
+    """Features of two views of every test image (for alignment and the distance plots); each
+    pair of views is drawn once and both go through the encoder in the same batch."""
     from ..evaluation import extract_features
 
-    first = _ViewOf(views, 0)
-    z1, _ = extract_features(encoder, first, batch_size=batch_size, device=device)
-    z2, _ = extract_features(encoder, _ViewOf(views, 1), batch_size=batch_size, device=device)
+    both, _ = extract_features(
+        _EachView(encoder), _BothViews(views), batch_size=batch_size, device=device
+    )
+    z1, z2 = both.chunk(2, dim=1)
     return z1, z2
 
 
-class _ViewOf(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
-    """One of the two views of :class:`SeededViews` as an ``(input, label)`` data set."""
+class _BothViews(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
+    """The two views of :class:`SeededViews` stacked, ``(2, C, H, W)``, as an ``(input, label)``
+    data set."""
 
-    def __init__(self, views: SeededViews, which: int) -> None:
-        self.views, self.which = views, which
+    def __init__(self, views: SeededViews) -> None:
+        self.views = views
 
     def __len__(self) -> int:
         return len(self.views)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         first, second, label = self.views[index]
-        return (first if self.which == 0 else second), label
+        return torch.stack([first, second]), label
+
+
+class _EachView(nn.Module):
+    """``encoder`` applied to each view of a ``(B, 2, ...)`` batch: ``(B, 2 * F)`` features,
+    the first view's then the second's."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x.flatten(0, 1)).reshape(len(x), -1)
 
 
 def evaluate_run(
