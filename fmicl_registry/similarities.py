@@ -21,6 +21,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from .dsl.ops import functorch_active
 from .errors import FmiclError
 from .hookspecs import Similarity
 
@@ -89,6 +90,8 @@ class Gaussian:
         # The clamp only undoes rounding (the exact value lies in the range), so it runs in
         # place outside autograd: the gradient is that of the formula, and no N x K mask is
         # built for a clamp backward (four passes: two comparisons, an and, a where).
+        if functorch_active():  # vmap has no batching rule for clamp_: the same, out of place
+            return log_r + (log_r.clamp(low, high) - log_r).detach()
         with torch.no_grad():
             log_r.clamp_(low, high)
         return log_r

@@ -44,6 +44,21 @@ def plain() -> Iterator[None]:
         _PLAIN.reset(token)
 
 
+def functorch_active() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jvp...) is running: code that keeps
+    state between passes in an old-style ``autograd.Function``, or changes tensors in place,
+    takes its plain path then.
+
+    Example:
+        >>> seen = []
+        >>> _ = torch.func.vmap(lambda x: seen.append(functorch_active()) or x)(torch.zeros(2))
+        >>> functorch_active(), seen
+        (False, [True])
+    """
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active is not None and active())
+
+
 class _Expm1(torch.autograd.Function):
     generate_vmap_rule = True
 

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch.autograd.function import FunctionCtx
 
-from ..dsl.ops import SlopedTerm, plain
+from ..dsl.ops import SlopedTerm, functorch_active, plain
 
 Tensor = torch.Tensor
 #: ``fn(a, b) -> (len(a), len(b))``: the term of every pair of rows.
@@ -121,14 +121,6 @@ class _SlopedSum(torch.autograd.Function):
         return out, None, None, None, None
 
 
-def _functorch_active() -> bool:
-    """Whether a ``torch.func`` transform (grad, vmap, jvp...) is running: the functions here
-    that keep state between passes (the ``autograd.Function`` classes above and below) do not
-    run under them, so the sums fall back to plain autograd through the term."""
-    active = getattr(torch._C, "_are_functorch_transforms_active", None)
-    return bool(active is not None and active())
-
-
 def _plain_sum(values: Tensor, term: SlopedTerm | None, exclude: tuple[int, ...]) -> Tensor:
     """The sum by ordinary autograd (the term's own Function has a vmap rule)."""
     acc = accumulation_dtype(values.dtype)
@@ -188,7 +180,7 @@ def sloped_sum(values: Tensor, term: SlopedTerm, exclude: Iterable[int] = ()) ->
         (6.0, [0.0, 0.0, 0.0])
     """
     excluded = tuple(sorted(set(exclude)))
-    if _functorch_active():
+    if functorch_active():
         return _plain_sum(values, term, excluded)
     return _SlopedSum.apply(values, term.value, term.slope, 0, excluded)
 
@@ -325,7 +317,7 @@ def pair_sum(
         4.0
     """
     excluded = tuple(sorted(set(exclude)))
-    if _functorch_active():
+    if functorch_active():
         return _plain_sum(fn(a, b), term, excluded)
     mirrored = symmetric and b is a and excluded == tuple(sorted({-k for k in excluded}))
     if mirrored and torch.is_grad_enabled() and a.requires_grad:

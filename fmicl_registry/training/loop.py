@@ -54,24 +54,23 @@ class RunResult:
 # ------------------------------------------------------------------------------ building
 
 
+def _spec(kind: str, name: str) -> Any:
+    """The registered component ``name`` of ``kind`` (a ``ComponentSpec``)."""
+    from ..components import ComponentSpec, registry
+
+    spec = registry().get(kind, name)
+    assert isinstance(spec, ComponentSpec)
+    return spec
+
+
 def _build(kind: str, name: str, options: dict[str, Any], section: str, **fixed: Any) -> Any:
     """A registered component, its options checked against the factory with the spec's
     section named in the error."""
-    from ..components import ComponentSpec, registry
     from ..similarities import check_options
 
-    spec = registry().get(kind, name)
-    assert isinstance(spec, ComponentSpec)
+    spec = _spec(kind, name)
     check_options(f"[{section}]", name, spec.factory, {**options, **fixed}, SpecError)
     return spec.build(**options, **fixed)
-
-
-def _factory(kind: str, name: str) -> Any:
-    from ..components import ComponentSpec, registry
-
-    spec = registry().get(kind, name)
-    assert isinstance(spec, ComponentSpec)
-    return spec.factory
 
 
 @dataclass
@@ -117,7 +116,7 @@ def _build_model(
     assert arch_name is not None
     backbone_name, backbone_options = spec.component("backbone")
     if backbone_name is None:
-        backbone_name = getattr(_factory("architectures", arch_name), "default_backbone", None)
+        backbone_name = getattr(_spec("architectures", arch_name).factory, "default_backbone", None)
         if backbone_name is None:
             raise SpecError(
                 f"architecture {arch_name!r} has no default backbone: set backbone.name"
