@@ -363,6 +363,11 @@ def train(
     init_distributed(device)
     rank, world = distributed.rank(), distributed.world_size()
     main = rank == 0
+    # Data and model first: a spec that cannot be built (missing data, bad options) fails
+    # before any run folder exists.
+    seed = spec["run"]["seed"]
+    torch.manual_seed(seed)
+    parts = build(spec)
 
     if resume is None:
         run_dir = _unique_dir(Path(out), spec["run"]["name"]) if main else Path(out)
@@ -374,10 +379,6 @@ def train(
             run_dir.mkdir(parents=True)
             (run_dir / "spec.toml").write_text(spec.to_toml())
     checkpoints = run_dir / "checkpoints"
-
-    seed = spec["run"]["seed"]
-    torch.manual_seed(seed)
-    parts = build(spec)
     model = parts.model.to(device)
     cfg = spec["train"]
     params = [p for p in model.parameters() if p.requires_grad]

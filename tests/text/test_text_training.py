@@ -139,6 +139,7 @@ def test_missing_text_data_is_reported_with_where_to_get_it(tmp_path: Path) -> N
         ],
     )
     assert result.exit_code == 2 and "wiki1m_for_simcse.txt" in result.output
+    assert not (tmp_path / "runs").exists()  # no half-made run folder is left behind
     assert "Traceback" not in result.output
 
 
