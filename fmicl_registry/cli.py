@@ -527,7 +527,8 @@ def eval_command(run_dir: str) -> None:
     "--baselines",
     default="infonce,align_uniform",
     show_default=True,
-    help="Comma-separated baseline objectives ('' for none).",
+    help="Comma-separated baseline objectives, options after colons "
+    "(infonce:temperature=0.05); '' for none.",
 )
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1))
 @_set_option

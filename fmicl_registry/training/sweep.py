@@ -2,8 +2,9 @@
 
 Each f-MICL divergence runs as ``objective.name = "fmicl"`` with ``objective.divergence`` set
 (the spec's other f-MICL options, alpha and gamma, are kept); each baseline runs as its own
-objective with its defaults. The table holds mean and standard deviation over seeds of every
-metric, written as ``comparison.md`` and ``comparison.csv``, with a bar chart
+objective with its defaults, or with the options written after its name
+(``infonce:temperature=0.05``, SimCSE's). The table holds mean and standard deviation over
+seeds of every metric, written as ``comparison.md`` and ``comparison.csv``, with a bar chart
 ``comparison.png``.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -43,16 +45,49 @@ def sweep_specs(
     runs = []
     for label in [*divergences, *baselines]:
         for seed in range(base["run"]["seed"], base["run"]["seed"] + seeds):
-            settings = [f"run.seed={seed}", f'run.name="{label}-seed{seed}"']
+            settings = [f"run.seed={seed}", f'run.name="{_folder_name(label)}-seed{seed}"']
             if label in divergences:
                 options = {**fmicl[1], "divergence": label}
                 settings += ['objective.name="fmicl"'] + [
                     f"objective.{k}={json.dumps(v)}" for k, v in options.items()
                 ]
             else:
-                settings.append(f'objective.name="{label}"')
-            runs.append((label, seed, load_spec(path, [*overrides, *settings])))
+                name, assignments = _baseline(label)
+                settings += [f'objective.name="{name}"', *(f"objective.{a}" for a in assignments)]
+            spec = load_spec(path, [*overrides, *settings])
+            if label in baselines and seed == base["run"]["seed"]:
+                _check_objective(label, spec)
+            runs.append((label, seed, spec))
     return runs
+
+
+def _baseline(label: str) -> tuple[str, list[str]]:
+    """``"infonce:temperature=0.05"`` -> ``("infonce", ["temperature=0.05"])``."""
+    name, *options = label.split(":")
+    for option in options:
+        if "=" not in option:
+            raise SpecError(
+                f"baseline {label!r}: option {option!r} must be key=value, e.g. "
+                "infonce:temperature=0.05"
+            )
+    return name.strip(), [o.strip() for o in options]
+
+
+def _folder_name(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")
+
+
+def _check_objective(label: str, spec: Spec) -> None:
+    """Build the objective once, so a wrong baseline option fails before anything trains."""
+    from ..errors import FmiclError
+    from ..objectives import get_objective
+
+    name, options = spec.component("objective")
+    assert name is not None
+    try:
+        get_objective(name, **options)
+    except FmiclError as err:
+        raise SpecError(f"baseline {label!r}: {err}") from None
 
 
 def sweep(

@@ -91,3 +91,33 @@ def test_every_shipped_experiment_spec_is_valid() -> None:
     for path in folder.glob("*.toml"):
         spec = load_spec(path)
         assert set(SCHEMA) <= set(spec.data)
+
+
+def test_sweep_baselines_take_options_and_wrong_ones_fail_before_training() -> None:
+    from fmicl_registry.training.sweep import sweep_specs
+
+    runs = sweep_specs(
+        None,
+        [],
+        divergences=["kl"],
+        baselines=["infonce:temperature=0.05", "align_uniform"],
+        seeds=2,
+    )
+    got = [
+        (label, seed, spec["run"]["name"], spec.component("objective"))
+        for label, seed, spec in runs
+    ]
+    assert got[2:4] == [
+        (
+            "infonce:temperature=0.05",
+            s,
+            f"infonce-temperature-0.05-seed{s}",
+            ("infonce", {"temperature": 0.05}),
+        )
+        for s in (0, 1)
+    ]
+    assert got[4][3] == ("align_uniform", {}) and got[0][3][1]["divergence"] == "kl"
+    with pytest.raises(SpecError, match=r"baseline 'infonce:temp=0.05'.*'temp'.*temperature"):
+        sweep_specs(None, [], divergences=[], baselines=["infonce:temp=0.05"], seeds=1)
+    with pytest.raises(SpecError, match="must be key=value"):
+        sweep_specs(None, [], divergences=[], baselines=["infonce:temperature"], seeds=1)
