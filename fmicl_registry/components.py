@@ -7,12 +7,12 @@ is derived and compiled from a spec on first use and cached.
 from __future__ import annotations
 
 import difflib
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._toml import read_toml
 from .divergence import Divergence, define_divergence
 from .dsl.parse import check_parameter_name, exact_number
 from .errors import DivergenceSpecError, RegistryError
@@ -136,14 +136,7 @@ def load_divergence_spec(path: str | Path, *, plugin: str = "user") -> Divergenc
         '(u-1)**2'
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise DivergenceSpecError(f"cannot read divergence spec {path}: {err.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise DivergenceSpecError(f"{path}: not valid TOML: {err}") from None
+    data = read_toml(path, "divergence spec", DivergenceSpecError)
     return _spec_from_mapping(data, str(path), plugin)
 
 

@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .._toml import loads_toml, read_toml
 from ..errors import FmiclError
 
 
@@ -238,14 +239,7 @@ def load_spec(path: str | Path | None = None, overrides: list[str] | None = None
         (3, ('fmicl', {'divergence': 'kl', 'alpha': 40.0, 'gamma': 1.0}))
     """
     source = default_spec_path() if path is None else Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as err:
-        raise SpecError(f"cannot read spec {source}: {err.strerror}") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{source}: not valid TOML: {err}") from None
+    raw = read_toml(source, "spec", SpecError)
     data = defaults()
     _merge(data, raw, str(source))
     for item in overrides or []:
@@ -256,10 +250,6 @@ def load_spec(path: str | Path | None = None, overrides: list[str] | None = None
 
 def spec_from_toml(text: str, where: str) -> Spec:
     """A spec from the text of a resolved ``spec.toml`` (``fmicl eval`` and ``--resume``)."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{where}: not valid TOML: {err}") from None
     data = defaults()
-    _merge(data, raw, where)
+    _merge(data, loads_toml(text, where, SpecError), where)
     return Spec(data, source=where)
