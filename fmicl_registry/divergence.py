@@ -6,7 +6,9 @@ compile to torch, cache. See PAPER.md sections 1-2 for the maths.
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from typing import Any
 import sympy as sp
 import torch
 
+from .dsl import worker
 from .dsl.budget import OutOfTime, time_budget
 from .dsl.compile import Compiled, compile_generator, form_function
 from .dsl.conjugate import numeric_conjugate
@@ -26,6 +29,7 @@ from .errors import DivergenceSpecError
 Tensor = torch.Tensor
 _MEMO: dict[tuple[Any, ...], Compiled] = {}  # in-process LRU over the disk cache
 _MEMO_SIZE = 256
+_MEMO_LOCK = threading.Lock()  # definitions may come from several threads
 #: The float32 relative error (value and gradient) the composed terms are held to.
 ACCURACY_TARGET = 1e-5
 
@@ -34,8 +38,12 @@ class AccuracyWarning(UserWarning):
     """The composed terms of a divergence miss the float32 accuracy target somewhere."""
 
 
-#: The most one definition may take (parse, derive, check, choose forms, compile).
+#: The most one definition may take (parse, derive, check, choose forms, compile), in CPU
+#: time: in the main thread, and in the child process that derives for another thread.
 DEFINITION_SECONDS = 15
+#: The most a definition made outside the main thread waits for its child process, in wall
+#: time (a safety net: a loaded machine stretches the CPU budget's wall time).
+DEFINITION_WALL_SECONDS = 60
 #: Range-specialised terms kept per generator (``Divergence.terms_on``), most recent last.
 _SPECIALIZED_SIZE = 64
 
@@ -110,12 +118,19 @@ class Divergence:
         self.f: Callable[[Tensor], Tensor] = module.f
         self.f_prime: Callable[[Tensor], Tensor] = module.f_prime
         self.f_second: Callable[[Tensor], Tensor] = module.f_second
-        self.positive_term: Callable[[Tensor], Tensor] = module.positive_term
-        self.negative_term: Callable[[Tensor], Tensor] = module.negative_term
         #: ``d positive_term / d log_r = u f''(u)`` and ``d negative_term / d log_r =
         #: u^2 f''(u)`` at ``u = exp(log_r)``, compiled stable forms of their own.
         self.positive_slope: Callable[[Tensor], Tensor] = module.positive_slope
         self.negative_slope: Callable[[Tensor], Tensor] = module.negative_slope
+        # The terms are differentiated by their slopes, not by autograd through their forms:
+        # a form accurate in value can have an inaccurate autograd gradient (pieces that cancel
+        # to O(e^-2x) where each is O(e^-x)), and its slope is measured accurate on its own.
+        self.positive_term: Callable[[Tensor], Tensor] = SlopedTerm(
+            module.positive_term, module.positive_slope
+        )
+        self.negative_term: Callable[[Tensor], Tensor] = SlopedTerm(
+            module.negative_term, module.negative_slope
+        )
         if hasattr(module, "f_star"):
             self.f_star: Callable[[Tensor], Tensor] = module.f_star
         else:
@@ -190,10 +205,14 @@ class Divergence:
 
     @property
     def accuracy(self) -> dict[str, float]:
-        """Worst float32 relative error (value and gradient) measured on ``log_r`` in [-80, 80]."""
+        """Worst float32 relative error measured on ``log_r`` in [-80, 80] of each term's value
+        and of its gradient (which is the term's slope: :attr:`slope_accuracy`)."""
         return {
-            "positive_term": self._compiled.positive.max_rel_error,
-            "negative_term": self._compiled.negative.max_rel_error,
+            name: max(term.max_rel_error, 0.0 if term.slope is None else term.slope.max_rel_error)
+            for name, term in (
+                ("positive_term", self._compiled.positive),
+                ("negative_term", self._compiled.negative),
+            )
         }
 
     @property
@@ -247,7 +266,7 @@ class Divergence:
             >>> vlc = fm.get_divergence("vlc")
             >>> on_range = vlc.terms_on(-4.0, 0.0)  # the f-Gaussian range, gamma = 1, mu = 1
             >>> sorted({how for _, _, _, how in vlc.pieces["negative_term"]})  # on [-80, 80]
-            ['exp form (in 1/u)', 'partial fractions (in 1/u), log space']
+            ['factored', 'partial fractions']
             >>> on_range.pieces["negative_term"]
             [(-inf, inf, 'factored, log space')]
         """
@@ -390,6 +409,46 @@ def _plain(value: sp.Rational) -> float:
     return int(value) if value.is_Integer else float(value)
 
 
+def _compile_in_time(
+    expr: sp.Expr, normalize: bool, text: str, values: dict[str, sp.Rational]
+) -> Compiled:
+    """Compile ``expr`` under the definition's time limits.
+
+    In the main thread the derivation runs here under a CPU-time budget (a signal); in any
+    other thread, where no signal can interrupt it, it runs in a child process
+    (``dsl.worker``) under the same CPU budget and a wall-clock limit, and this thread only
+    waits (the process's other threads go on). Stored derivations are looked up here first
+    either way.
+    """
+    in_child = None
+    if threading.current_thread() is not threading.main_thread():
+        in_child = functools.partial(
+            worker.derive_in_child,
+            text,
+            values,
+            normalize,
+            cpu_seconds=DEFINITION_SECONDS,
+            wall_seconds=DEFINITION_WALL_SECONDS,
+        )
+    try:
+        if in_child is not None:
+            return compile_generator(expr, normalize=normalize, text=text, derive_entry=in_child)
+        with time_budget(DEFINITION_SECONDS):
+            return compile_generator(expr, normalize=normalize, text=text)
+    except worker.WallClockTimeout as err:
+        raise DivergenceSpecError(
+            f"deriving this generator took longer than {err.seconds:g} s and was stopped; "
+            "simplify it (sympy could not handle it in time)",
+            text=text,
+        ) from None
+    except OutOfTime:
+        raise DivergenceSpecError(
+            f"deriving this generator took more than {DEFINITION_SECONDS} s of CPU time "
+            "and was stopped; simplify it (sympy could not handle it in time)",
+            text=text,
+        ) from None
+
+
 def define_divergence(
     generator: str,
     name: str | None = None,
@@ -432,20 +491,14 @@ def define_divergence(
     expr = parse_expression(generator, values)
     title = name or generator
     memo_key = (expr, normalize)
-    compiled = _MEMO.pop(memo_key, None)
+    with _MEMO_LOCK:
+        compiled = _MEMO.pop(memo_key, None)
     if compiled is None:
-        try:
-            with time_budget(DEFINITION_SECONDS):
-                compiled = compile_generator(expr, normalize=normalize, text=generator)
-        except OutOfTime:
-            raise DivergenceSpecError(
-                f"deriving this generator took more than {DEFINITION_SECONDS} s of CPU time "
-                "and was stopped; simplify it (sympy could not handle it in time)",
-                text=generator,
-            ) from None
-    _MEMO[memo_key] = compiled  # most recently used last
-    while len(_MEMO) > _MEMO_SIZE:
-        del _MEMO[next(iter(_MEMO))]
+        compiled = _compile_in_time(expr, normalize, generator, values)
+    with _MEMO_LOCK:
+        _MEMO[memo_key] = compiled  # most recently used last
+        while len(_MEMO) > _MEMO_SIZE:
+            del _MEMO[next(iter(_MEMO))]
     worst = max(
         term.max_rel_error
         for term in (

@@ -7,8 +7,9 @@ inner one never outlives the one around it.
 
 Budgets count the process's CPU time (``ITIMER_PROF``), not wall time, so a busy machine does
 not turn a slow-but-fine derivation into a refusal. They use a signal, so they apply in the main
-thread of a Unix process; in other threads the steps run unbounded (define divergences in the
-main thread, or ahead of time, when their text comes from outside).
+thread of a Unix process only: a definition made in another thread is derived in a child
+process instead (``worker``), in that process's main thread under the same budget, and the
+calling thread waits for it under a wall-clock limit.
 
 SIGPROF is delivered to any thread that does not block it (torch's worker threads do not), so
 Python can run the handler at any point of the main thread, also while a budget is being entered

@@ -21,6 +21,7 @@ _MP_FUNCS: dict[type, Callable[[Any], Any]] = {
     sp.exp: mpmath.exp,
     sp.log: mpmath.log,
     sp.Abs: abs,
+    sp.sign: mpmath.sign,
     sp.sinh: mpmath.sinh,
     sp.cosh: mpmath.cosh,
     sp.tanh: mpmath.tanh,
@@ -62,10 +63,21 @@ def _real(value: Any) -> Any:
     return value
 
 
-#: Magnitudes saturate at 2**MAX_BITS (far beyond float64). Without this cap mpmath would
-#: faithfully compute exp(exp(1e8)), a number with 10**43 digits, and never return.
-MAX_BITS = 4096
+#: Magnitudes saturate at 2**MAX_BITS, and exp-like functions of an argument beyond
+#: EXP_ARGUMENT_LIMIT. mpmath keeps the exponent of a number as an integer, so a value such as
+#: ``cosh(e^80)`` (about 2**(8e34)) costs no more than a small one, and ``log(cosh(e^80)) -
+#: e^80`` comes out right; but an exponential of an argument that is itself huge
+#: (``exp(exp(1e8))``) needs the argument to as many bits as its magnitude, and would never
+#: return. Hence the argument limit: 2**128 is far above any argument a composed term meets on
+#: ``log_r`` in [-80, 80] short of a double exponential.
+MAX_BITS = 2**130
+EXP_ARGUMENT_LIMIT = mpmath.mpf(2) ** 128
 HUGE = mpmath.mpf(2) ** MAX_BITS
+
+
+#: How many times a value was saturated at ``HUGE`` (reset by callers that need to know: a sum
+#: of saturated values, ``HUGE - HUGE = 0``, is not the exact result).
+saturations = [0]
 
 
 def _capped(value: Any) -> Any:
@@ -77,6 +89,7 @@ def _capped(value: Any) -> Any:
     )
     if not big:
         return value
+    saturations[0] += 1
     if isinstance(value, mpmath.mpc):
         return value / abs(value) * HUGE
     return HUGE if value > 0 else -HUGE
@@ -86,7 +99,7 @@ def _const(value: Any) -> Callable[[Any], Any]:
     return lambda x: value
 
 
-# exp-like functions far out: (value for x > MAX_BITS, value for x < -MAX_BITS).
+# exp-like functions far out: (value for x > EXP_ARGUMENT_LIMIT, value for x < -that).
 _EXP_LIKE: dict[type, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     sp.exp: (_const(HUGE), _const(mpmath.mpf(0))),
     sp.sinh: (_const(HUGE), _const(-HUGE)),
@@ -105,6 +118,8 @@ def mp_eval(expr: sp.Expr, env: Mapping[sp.Symbol, Any]) -> Any:
     """
     if expr.is_Symbol:
         return env[expr]
+    if expr is sp.I:
+        return mpmath.mpc(0, 1)
     if expr.is_Number or expr.is_NumberSymbol:
         if expr is sp.oo:
             return mpmath.inf
@@ -124,6 +139,7 @@ def mp_eval(expr: sp.Expr, env: Mapping[sp.Symbol, Any]) -> Any:
             real_exponent = exponent.real if isinstance(exponent, mpmath.mpc) else exponent
             if abs(real_exponent) * abs(mpmath.log(abs(base), 2)) > MAX_BITS:
                 grows = (abs(base) > 1) == (real_exponent > 0)
+                saturations[0] += 1
                 return HUGE if grows else mpmath.mpf(0)
         return _capped(mpmath.power(base, exponent))
     kind = type(expr)
@@ -132,8 +148,9 @@ def mp_eval(expr: sp.Expr, env: Mapping[sp.Symbol, Any]) -> Any:
         raise NotImplementedError(f"cannot evaluate {kind.__name__} numerically")
     if kind in _EXP_LIKE:
         x = args[0].real if isinstance(args[0], mpmath.mpc) else args[0]
-        if mpmath.isfinite(x) and abs(x) > MAX_BITS:
+        if mpmath.isfinite(x) and abs(x) > EXP_ARGUMENT_LIMIT:
             high, low = _EXP_LIKE[kind]
+            saturations[0] += 1
             return (high if x > 0 else low)(x)
     return _capped(func(*args))
 

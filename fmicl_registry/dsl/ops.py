@@ -105,7 +105,10 @@ class _Sloped(torch.autograd.Function):
 
     @staticmethod
     def forward(x: torch.Tensor, value: Fn, slope: Fn) -> torch.Tensor:
-        return value(x)
+        out = value(x)
+        # a term that is log_r itself (KL's positive term, f' = log u) returns its input, which
+        # autograd refuses to save for backward: hand back a view instead
+        return out.view_as(out) if out is x else out
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:

@@ -47,6 +47,20 @@ def print_torch(expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
     return _print(expr, names)[0]
 
 
+def print_body(expr: sp.Expr, names: dict[sp.Symbol, str], arg: str) -> str:
+    """The printed expression of a function body; a constant still returns a tensor like the
+    argument ``arg``.
+
+    Example:
+        >>> x = sp.Symbol("x")
+        >>> print_body(sp.Integer(2), {x: "x"}, "x")
+        'torch.full_like(x, 2.0)'
+    """
+    if expr.is_number:
+        return f"torch.full_like({arg}, {print_torch(expr, names)})"
+    return print_torch(expr, names)
+
+
 def _float(value: sp.Expr) -> str:
     number = complex(value.evalf(30))
     if number.imag != 0:
@@ -87,9 +101,12 @@ def _print(expr: sp.Expr, names: dict[sp.Symbol, str]) -> tuple[str, int]:
         numer, denom = [], []
         for factor in sp.Mul.make_args(expr):
             base, exponent = factor.as_base_exp()
-            if exponent.is_number and exponent.is_negative and not factor.is_number:
-                denom.append(sp.Pow(base, -exponent))
+            if exponent == -1 and not factor.is_number:
+                denom.append(base)
             else:
+                # b**-n with n != 1 stays a factor, printed (1/b)**n below: written a / b**n, the
+                # gradient of b**n overflows (24/(exp(x) + 1)**4 at x = 40) where (1/b)**n
+                # underflows gracefully.
                 numer.append(factor)
         top = " * ".join(_wrap(_print(f, names), _MUL) for f in numer) if numer else "1.0"
         if not denom:

@@ -113,12 +113,16 @@ def test_explosive_generators_finish_in_bounded_time(text: str) -> None:
     assert time.perf_counter() - start < 25
 
 
-def test_inaccurate_terms_are_reported() -> None:
+def test_inaccurate_terms_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No held-out generator misses the 1e-5 target any more (exp(u) - E did, by 1.8 near
+    # log_r = 0, before Taylor forms); a target below float32's rounding makes every one miss.
+    from fmicl_registry import divergence
     from fmicl_registry.divergence import AccuracyWarning
 
+    monkeypatch.setattr(divergence, "ACCURACY_TARGET", 1e-9)
     with pytest.warns(AccuracyWarning, match="relative error"):
-        d = fm.define_divergence("exp(u) - E")
-    assert max(d.accuracy.values()) > 1e-5
+        d = fm.define_divergence("exp(u) - E*u")
+    assert 1e-9 < max(d.accuracy.values()) <= 1e-5
 
 
 def test_merged_powers_respect_the_exponent_limit() -> None:

@@ -12,6 +12,7 @@ from torch.func import grad, vmap
 
 import fmicl_registry as fm
 from fmicl_registry import divergence as divergence_module
+from fmicl_registry.dsl import catalog
 from fmicl_registry.dsl import compile as compile_module
 
 
@@ -89,8 +90,10 @@ def test_torch_compile_inductor() -> None:
 
 @pytest.fixture
 def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty disk cache, and no shipped catalog entries."""
     monkeypatch.setenv("FMICL_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(divergence_module, "_MEMO", {})
+    monkeypatch.setattr(catalog, "lookup", lambda generator, normalize: None)
     return tmp_path
 
 
@@ -99,28 +102,31 @@ def test_second_definition_comes_from_the_disk_cache(fresh_cache: Path) -> None:
     first = fm.define_divergence("(u-1)**2/(u+1)", name="vlc_again")
     cold = time.perf_counter() - start
     assert not first.from_cache
-    assert len(list(fresh_cache.rglob("*.py"))) == 1
+    assert len(list(fresh_cache.rglob("*.json"))) == 1
+    assert not list(fresh_cache.rglob("*.py"))  # the code is printed from the forms, not kept
     divergence_module._MEMO.clear()
     start = time.perf_counter()
     second = fm.define_divergence("(u-1)**2/(u+1)", name="vlc_again")
     warm = time.perf_counter() - start
     assert second.from_cache
     assert second.conjugate == first.conjugate and second.pieces == first.pieces
+    assert second.source_code == first.source_code
     x = torch.linspace(-5, 5, 11)
     assert torch.equal(second.negative_term(x), first.negative_term(x))
     assert warm < cold  # not a timing assertion on the machine: the cold path runs sympy
 
 
-def test_tampered_cached_code_is_regenerated_not_run(fresh_cache: Path, tmp_path: Path) -> None:
+def test_code_beside_a_cached_entry_is_never_run(fresh_cache: Path, tmp_path: Path) -> None:
     fm.define_divergence("u*log(u)", name="kl_again")
-    (code,) = fresh_cache.rglob("*.py")
+    (meta,) = fresh_cache.rglob("*.json")
     marker = tmp_path / "ran"
-    code.write_text(code.read_text() + f"\nopen({str(marker)!r}, 'w').close()\n")
+    meta.with_suffix(".py").write_text(f"open({str(marker)!r}, 'w').close()\n")
     divergence_module._MEMO.clear()
     again = fm.define_divergence("u*log(u)", name="kl_again")
-    assert not again.from_cache
+    assert again.from_cache  # the entry itself is intact
+    again.positive_term(torch.linspace(-1, 1, 3))
     assert not marker.exists()
-    assert "open(" not in code.read_text()
+    assert "open(" not in again.source_code
 
 
 def test_tampered_cached_forms_are_not_evaluated(fresh_cache: Path, tmp_path: Path) -> None:
@@ -194,7 +200,7 @@ def test_forward_mode_jvp(catalog_name: str) -> None:
 
     d = fm.get_divergence(catalog_name)
     x = torch.tensor([-3.0, 0.05, 2.0], dtype=torch.float64)
-    _, tangent = jvp(d.positive_term, (x,), (torch.ones_like(x),))
+    tangent = jvp(d.positive_term, (x,), (torch.ones_like(x),))[1]
     u = torch.exp(x)
     assert torch.allclose(tangent, d.f_second(u) * u, rtol=1e-9)  # d/dx f'(e^x) = f''(u) u
 
@@ -206,7 +212,6 @@ def test_cached_entry_filed_under_another_key_is_not_used(fresh_cache: Path) -> 
     pearson = next(e for e in entries if "Integer(2)" in json.loads(e.read_text())["input"])
     kl = next(e for e in entries if e != pearson)
     kl.write_text(pearson.read_text())  # Pearson's entry under KL's key
-    kl.with_suffix(".py").write_text(pearson.with_suffix(".py").read_text())
     divergence_module._MEMO.clear()
     again = fm.define_divergence("u*log(u)", name="kl_again")
     assert str(again.generator) == "u*log(u)" and not again.from_cache
@@ -237,10 +242,76 @@ def test_cached_labels_cannot_smuggle_code(fresh_cache: Path, tmp_path: Path) ->
     marker = tmp_path / "ran"
     data["positive"]["pieces"][0][3] = f"x\n    open({str(marker)!r}, 'w').close()\n    #"
     meta.write_text(json.dumps(data))
-    # Write the module exactly as the printer renders the tampered forms.
-    d, c, pos, neg = compile_module._from_json(data)
-    meta.with_suffix(".py").write_text(compile_module.render_module(d, c, pos, neg))
     divergence_module._MEMO.clear()
-    again = fm.define_divergence("(u-1)**2/(u+1)", name="vlc_again")
+    again = fm.define_divergence("(u-1)**2/(u+1)", name="vlc_again")  # the label is in a comment
     again.positive_term(torch.linspace(-1, 1, 5))
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------ the shipped catalog
+def test_shipped_catalog_entry_is_a_fresh_derivation(catalog_name: str) -> None:
+    # Derived from scratch (no cache, no catalog): the file must hold exactly that text.
+    (entry,) = catalog.fresh([catalog_name])
+    assert entry.path.exists(), (
+        f"no {entry.path.name}: python -m fmicl_registry.dsl.catalog --write"
+    )
+    assert entry.path.read_text(encoding="utf-8") == entry.text, (
+        f"{entry.path.name} is not what the derivation gives now; regenerate the catalog with "
+        "python -m fmicl_registry.dsl.catalog --write"
+    )
+
+
+def test_catalog_divergences_come_from_the_shipped_entries(
+    catalog_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FMICL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(divergence_module, "_MEMO", {})
+    d = fm.get_divergence(catalog_name)
+    assert d.from_cache  # verified and used: no derivation
+    assert not list(tmp_path.rglob("*.json"))  # and nothing written to the disk cache
+
+
+def test_a_catalog_generator_with_other_parameters_is_derived(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FMICL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(divergence_module, "_MEMO", {})
+    assert fm.get_divergence("tsallis").from_cache
+    assert not fm.get_divergence("tsallis", a=2).from_cache
+
+
+def test_the_catalog_can_be_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FMICL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("FMICL_CATALOG", "off")
+    monkeypatch.setattr(divergence_module, "_MEMO", {})
+    assert not fm.get_divergence("kl").from_cache
+
+
+def test_a_damaged_catalog_entry_is_derived_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FMICL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(divergence_module, "_MEMO", {})
+    from fmicl_registry.dsl import serialize
+    from fmicl_registry.dsl.parse import parse_expression
+
+    key = (serialize.dumps(parse_expression("(u-1)**2")), False)
+    data = json.loads(catalog._entries()[key])
+    data["derivative"] = data["derivative"].replace("Integer(2)", "Integer(3)")
+    monkeypatch.setattr(catalog, "_entries", lambda: {key: json.dumps(data)})
+    d = fm.get_divergence("pearson")
+    assert not d.from_cache and str(d.derivative) == "2*u - 2"
+
+
+def test_the_catalog_command_checks_the_shipped_entries() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "fmicl_registry.dsl.catalog", "--check", "kl"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "kl: current"
