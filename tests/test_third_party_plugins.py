@@ -114,7 +114,7 @@ def test_example_components_appear_everywhere_the_builtins_do(installed: dict[st
     assert {"name": "laplace", "plugin": "example"}.items() <= json.loads(kinds.stdout)[-1].items()
     checked = fmicl("check", "power", "--max-examples", "30", path=[installed["example"]])
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "all 10 properties passed" in checked.stdout
+    assert "all 15 properties passed" in checked.stdout
 
 
 def test_example_objective_trains(installed: dict[str, Path]) -> None:

@@ -1,9 +1,14 @@
 """Property checks for f-divergences: for plugin authors, and for this project's own tests.
 
-``check_divergence`` tests, with hypothesis and in float64, that a divergence is what f-MICL
-needs: ``f(1) = 0``, ``f`` convex, ``f_prime``/``f_second`` its derivatives, ``f_star`` its
-convex conjugate (Fenchel-Young), and the composed terms equal to ``f'(exp(log_r))`` and
-``u f'(u) - f(u)``. A failure names the property and hypothesis's shrunk counterexample.
+``check_divergence`` tests, with hypothesis, that a divergence is what f-MICL needs: in float64,
+``f(1) = 0``, ``f`` convex, ``f_prime``/``f_second`` its derivatives, ``f_star`` its convex
+conjugate (Fenchel-Young), and the composed terms equal to ``f'(exp(log_r))`` and
+``u f'(u) - f(u)``; then, in float32 as training runs them, the composed terms, their autograd
+gradients and their slopes within 1e-5 of an independent mpmath evaluation of the generator
+(and finite in bfloat16), at points chosen to break them (``log_r`` near 0, the piece
+boundaries, the tails) and at hypothesis draws. A failure names the property and either
+hypothesis's shrunk counterexample or, for the float32 properties, the worst point of each
+function with the value it got and the exact one.
 
 Usage::
 
@@ -20,7 +25,8 @@ In a pytest suite, the ``fmicl_check`` fixture (installed with the package) does
         fmicl_check("my_div")
 
 ``strategies`` has the hypothesis strategies behind the checks (``ratios``, ``log_ratios``,
-``conjugate_arguments``, ``divergences``) for writing further properties.
+``float32_log_ratios``, ``conjugate_arguments``, ``divergences``) for writing further
+properties; ``reference.GeneratorReference`` the high-precision reference.
 
 The submodules are imported on first use, so importing this package (as the pytest plugin
 does in every session) stays cheap.
@@ -33,11 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from . import strategies
-    from .checks import CheckReport, PropertyResult, check_divergence
+    from .checks import CheckReport, PropertyResult, check_divergence, stress_log_ratios
 
-__all__ = ["CheckReport", "PropertyResult", "check_divergence", "strategies"]
+__all__ = ["CheckReport", "PropertyResult", "check_divergence", "strategies", "stress_log_ratios"]
 
-_FROM_CHECKS = {"CheckReport", "PropertyResult", "check_divergence"}
+_FROM_CHECKS = {"CheckReport", "PropertyResult", "check_divergence", "stress_log_ratios"}
 
 
 def __getattr__(name: str) -> Any:

@@ -4,30 +4,45 @@ Each property is stated in PAPER.md sections 1-2: ``f`` is convex on ``u > 0`` w
 ``f(1) = 0``; ``f'`` is its derivative; ``f*`` is its convex conjugate (Fenchel-Young); and the
 composed terms are ``f'(exp(log_r))`` and ``f*(f'(exp(log_r))) = u f'(u) - f(u)``.
 
-Everything is evaluated in float64 on scalar tensors. Tolerances are relative to the size of
-the numbers involved (``REL``), with an absolute floor (``ABS``) for values that are zero up to
-rounding. Where the reference computation is ill-conditioned, the tolerance adds the error
-that float64 rounding of its *input* unavoidably causes (``COND`` times the sensitivity); each
-check says which. The constants are loose enough that the catalog passes with margin, and tight
-enough that a wrong formula (a sign, a factor, a branch) fails by orders of magnitude.
+The first ten properties compare the compiled functions with one another, in float64 on scalar
+tensors. Tolerances are relative to the size of the numbers involved (``REL``), with an
+absolute floor (``ABS``) for values that are zero up to rounding. Where the reference
+computation is ill-conditioned, the tolerance adds the error that float64 rounding of its
+*input* unavoidably causes (``COND`` times the sensitivity); each check says which. The
+constants are loose enough that the catalog passes with margin, and tight enough that a wrong
+formula (a sign, a factor, a branch) fails by orders of magnitude.
+
+The float32 properties (``float32_values``, ``float32_gradients``, ``float32_slopes``,
+``bfloat16_finite``) hold the composed terms to what training meets: float32 inputs, autograd
+gradients, and an independent reference evaluated from the generator alone with mpmath at 50
+digits and more (:mod:`fmicl_registry.testing.reference`), at fixed points chosen to break them
+(:func:`stress_log_ratios`) and then at hypothesis-drawn float32 points. The criterion is the
+library's own: relative error at most ``ACCURACY_TARGET`` (1e-5) wherever the exact value is
+finite and within float32's range; a failure names, for each function, the worst point with
+the value it got and the exact one. ``definition_accuracy`` fails when the definition's own
+measurement missed that target (when ``define_divergence`` warned with ``AccuracyWarning``).
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import sympy as sp
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
 
 from .. import get_divergence
-from ..divergence import Divergence
+from ..divergence import ACCURACY_TARGET, Divergence
 from . import strategies as fst
+from .reference import GeneratorReference
 
-__all__ = ["PROPERTIES", "CheckReport", "PropertyResult", "check_divergence"]
+__all__ = ["PROPERTIES", "CheckReport", "PropertyResult", "check_divergence", "stress_log_ratios"]
 
 Tensor = torch.Tensor
 Fn = Callable[[Tensor], Tensor]
@@ -316,6 +331,264 @@ def _negative_term_composition(d: Divergence, cfg: settings) -> None:
     negative_term_composition()
 
 
+# ------------------------------------------------------------------------------- float32 terms
+# The properties above compare the compiled functions with each other, in float64. These hold
+# the composed terms to what training meets: float32 (and bfloat16) inputs, autograd gradients,
+# and an independent 50+ digit reference computed from the generator alone
+# (``reference.GeneratorReference``), at points chosen to break them and at hypothesis draws.
+
+#: Relative error allowed in float32, value and gradient: the library's own target.
+FLOAT32_TOLERANCE = ACCURACY_TARGET
+#: Relative errors are relative to ``max(|exact|, TINY)``.
+TINY = 1e-30
+#: Exact values beyond float32's largest (3.4e38) are not checked: float32 cannot hold them.
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+#: bfloat16 is held to finiteness only, where the exact value is within half its largest value
+#: (bfloat16 has float32's range with 8 bits of mantissa; closer to the top, rounding may
+#: legitimately reach inf).
+BFLOAT16_FITS = 0.5 * float(torch.finfo(torch.bfloat16).max)
+
+_REFERENCES: contextvars.ContextVar[dict[sp.Expr, GeneratorReference] | None] = (
+    contextvars.ContextVar("fmicl_check_references", default=None)
+)
+
+
+def _reference(d: Divergence) -> GeneratorReference:
+    """The generator's reference, shared by the properties of one ``check_divergence`` call."""
+    cache = _REFERENCES.get()
+    if cache is None:
+        return GeneratorReference(d.generator)
+    found = cache.get(d.generator)
+    if found is None:
+        found = cache[d.generator] = GeneratorReference(d.generator)
+    return found
+
+
+def _piece_boundaries(d: Divergence) -> list[float]:
+    pieces = getattr(d, "pieces", None) or {}
+    ends = {float(end) for rows in pieces.values() for row in rows for end in row[:2]}
+    return sorted(e for e in ends if math.isfinite(e))
+
+
+def stress_log_ratios(d: Divergence, low: float = -80.0, high: float = 80.0) -> np.ndarray:
+    """The fixed float32 points of ``log_r`` where the float32 properties test ``d``'s terms.
+
+    Chosen to break them: ``log_r = 0`` (``u = 1``, where ``f'`` and ``u f'(u) - f(u)``
+    usually cancel) and ``+-1e-30, 1e-20, 1e-10`` and every half decade from ``1e-8`` to 1;
+    every finite boundary of ``d.pieces`` (where a stable form hands over to another) and 1, 2
+    and 3 float32 ulps, ``1e-3`` and ``1e-2`` either side; the tails (``+-20, 40, 60, 80`` and
+    every ``0.5`` from 10.25 to 79.75, where intermediates overflow); and a grid over the range
+    with step 1. Sorted, unique, clipped to ``[low, high]``; a few hundred points.
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> points = stress_log_ratios(fm.get_divergence("js"))
+        >>> str(points.dtype), float(points.min()), float(points.max()), 0.0 in points
+        ('float32', -80.0, 80.0, True)
+        >>> 300 < len(points) < 1000
+        True
+    """
+    small = np.logspace(-8, 0, 17)
+    tails = np.arange(10.25, 80.0, 0.5)
+    fixed = np.concatenate(
+        [
+            [0.0, 1e-30, 1e-20, 1e-10, -1e-30, -1e-20, -1e-10],
+            small,
+            -small,
+            [20.0, 40.0, 60.0, 80.0, -20.0, -40.0, -60.0, -80.0],
+            tails,
+            -tails,
+            np.linspace(-80.0, 80.0, 161),
+        ]
+    ).astype(np.float32)
+    near: list[np.ndarray] = [fixed]
+    for boundary in _piece_boundaries(d):
+        b = np.float32(boundary)
+        up, down = [b], [b]
+        for _ in range(3):
+            up.append(np.nextafter(up[-1], np.float32(np.inf)))
+            down.append(np.nextafter(down[-1], np.float32(-np.inf)))
+        offsets = np.array([boundary - 1e-2, boundary - 1e-3, boundary + 1e-3, boundary + 1e-2])
+        near.append(np.array(up + down, dtype=np.float32))
+        near.append(offsets.astype(np.float32))
+    points = np.unique(np.concatenate(near))
+    return points[(points >= low) & (points <= high)]
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """One function the float32 properties test: a term's value, or its autograd gradient."""
+
+    term: str  # the attribute of the divergence: positive_term, negative_term, ...
+    gradient: bool  # the autograd gradient d term / d log_r instead of the value
+    reference: int  # the row of GeneratorReference.at: f', u f'', u f' - f, u^2 f''
+    want: str  # the reference in words
+
+    @property
+    def label(self) -> str:
+        return f"d {self.term} / d log_r (autograd)" if self.gradient else self.term
+
+
+_VALUES = (
+    _Checked("positive_term", False, 0, "f'(u)"),
+    _Checked("negative_term", False, 2, "u f'(u) - f(u)"),
+)
+_GRADIENTS = (
+    _Checked("positive_term", True, 1, "u f''(u)"),
+    _Checked("negative_term", True, 3, "u^2 f''(u)"),
+)
+_SLOPES = (
+    _Checked("positive_slope", False, 1, "u f''(u)"),
+    _Checked("negative_slope", False, 3, "u^2 f''(u)"),
+)
+
+
+def _f32(x: float) -> str:
+    """``x`` as the shortest text that reads back as the same float32."""
+    return str(np.float32(x))
+
+
+@dataclass
+class _Worst:
+    """The worst point so far of one checked function, and how many points failed."""
+
+    checked: _Checked
+    finite_only: bool
+    error: float = 0.0
+    log_r: float = math.nan
+    got: float = math.nan
+    want: float = math.nan
+    failing: int = 0
+    points: int = 0
+
+    def add(self, log_r: np.ndarray, got: np.ndarray, want: np.ndarray, tolerance: float) -> bool:
+        """Take in a batch of points; whether any of them fails."""
+        limit = BFLOAT16_FITS if self.finite_only else FLOAT32_MAX
+        checkable = np.isfinite(want) & (np.abs(want) <= limit)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            if self.finite_only:
+                error = np.where(np.isfinite(got), 0.0, np.inf)
+            else:
+                error = np.abs(got - want) / np.maximum(np.abs(want), TINY)
+                error = np.where(np.isfinite(got), error, np.inf)  # NaN never passes
+        error = np.where(checkable, error, 0.0)
+        self.points += int(checkable.sum())
+        bad = error > tolerance
+        self.failing += int(bad.sum())
+        if error.size and error.max() > self.error:
+            i = int(error.argmax())
+            self.error, self.log_r = float(error[i]), float(log_r[i])
+            self.got, self.want = float(got[i]), float(want[i])
+        return bool(bad.any())
+
+    def line(self, tolerance: float) -> str:
+        mark = "FAIL" if self.failing else "ok  "
+        head = f"{mark} {self.checked.label} vs {self.checked.want}:"
+        if not self.points:
+            return f"{head} no point where the exact value is finite and fits"
+        if math.isnan(self.log_r):  # never an error above 0
+            return f"{head} {'finite' if self.finite_only else 'exact'} at all {self.points} points"
+        where = f"at log_r = {_f32(self.log_r)}: got {self.got:.9g}, want {self.want:.10g}"
+        if self.finite_only:
+            return f"{head} not finite {where} ({self.failing} of {self.points} points)"
+        count = f"{self.failing} of {self.points} points over {tolerance:g}"
+        return f"{head} worst relative error {self.error:.2g} {where} ({count})"
+
+
+def _evaluate(fn: Fn, name: str, log_r: np.ndarray, dtype: torch.dtype, gradient: bool) -> Any:
+    """``fn`` (or its autograd gradient) at the points, computed in ``dtype``, as float64."""
+    x = torch.tensor(log_r, dtype=torch.float32).to(dtype).requires_grad_(gradient)
+    y = fn(x)
+    _require(
+        isinstance(y, Tensor) and y.shape == x.shape and y.dtype == dtype,
+        f"{name} of a {dtype} tensor of shape {tuple(x.shape)} returned "
+        + (f"a {y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, Tensor) else repr(y)),
+    )
+    if gradient:
+        _require(y.requires_grad, f"{name}(log_r) has no autograd gradient (it is constant)")
+        (y,) = torch.autograd.grad(y.sum(), x)
+    return y.detach().double().numpy()
+
+
+def _against_reference(
+    d: Divergence,
+    cfg: settings,
+    name: str,
+    rows: tuple[_Checked, ...],
+    *,
+    dtype: torch.dtype = torch.float32,
+    finite_only: bool = False,
+) -> None:
+    """Test ``rows`` at :func:`stress_log_ratios`, then at hypothesis-drawn float32 points;
+    on failure, raise with each row's worst point."""
+    ref = _reference(d)
+    tolerance = 0.0 if finite_only else FLOAT32_TOLERANCE
+    worst = [_Worst(row, finite_only) for row in rows]
+
+    def measure(log_r: np.ndarray) -> bool:
+        want = ref.many(log_r)
+        failed = False
+        for row, tracker in zip(rows, worst, strict=True):
+            got = _evaluate(getattr(d, row.term), row.term, log_r, dtype, row.gradient)
+            failed |= tracker.add(log_r, got, want[row.reference], tolerance)
+        return failed
+
+    notes: list[str] = []
+    if not measure(stress_log_ratios(d)):  # the fixed points pass: try hypothesis's
+
+        def drawn(log_r: float) -> None:
+            _require(not measure(np.array([log_r], dtype=np.float32)), "a drawn point failed")
+
+        drawn.__name__ = drawn.__qualname__ = name  # "Failing test case: float32_values(...)"
+        try:
+            cfg(given(log_r=fst.float32_log_ratios(-LOG_R, LOG_R))(drawn))()
+        except AssertionError as error:
+            notes = list(getattr(error, "__notes__", []))
+    if any(w.failing for w in worst):
+        what = (
+            "not finite where the exact value (the generator in mpmath) fits"
+            if finite_only
+            else f"not within {tolerance:g} relative error of the generator evaluated in mpmath"
+        )
+        lines = [
+            f"in {str(dtype).removeprefix('torch.')}, {what}; points: stress_log_ratios(d), "
+            "then hypothesis's:",
+            *(f"  {w.line(tolerance)}" for w in worst),
+            *notes,
+        ]
+        raise AssertionError("\n".join(lines))
+
+
+def _float32_values(d: Divergence, cfg: settings) -> None:
+    _against_reference(d, cfg, "float32_values", _VALUES)
+
+
+def _float32_gradients(d: Divergence, cfg: settings) -> None:
+    _against_reference(d, cfg, "float32_gradients", _GRADIENTS)
+
+
+def _float32_slopes(d: Divergence, cfg: settings) -> None:
+    _against_reference(d, cfg, "float32_slopes", _SLOPES)
+
+
+def _bfloat16_finite(d: Divergence, cfg: settings) -> None:
+    _against_reference(
+        d, cfg, "bfloat16_finite", _VALUES + _GRADIENTS, dtype=torch.bfloat16, finite_only=True
+    )
+
+
+def _definition_accuracy(d: Divergence, cfg: settings) -> None:
+    measured = {**getattr(d, "accuracy", {}), **getattr(d, "slope_accuracy", {})}
+    missed = {k: v for k, v in measured.items() if not v <= ACCURACY_TARGET}
+    _require(
+        not missed,
+        "the definition's own measurement (which warned with AccuracyWarning) found float32 "
+        f"relative errors above its target {ACCURACY_TARGET:g} on log_r in [-80, 80]: "
+        + ", ".join(f"{k} {v:.2g}" for k, v in missed.items())
+        + " (Divergence.accuracy, Divergence.slope_accuracy; Divergence.pieces says which forms)",
+    )
+
+
 _CHECKS: list[tuple[str, str, Callable[[Divergence, settings], None]]] = [
     ("normalized", "f(1) = 0 (sympy generator and compiled f)", _normalized),
     ("convex_midpoint", "f((a+b)/2) <= (f(a) + f(b))/2", _convex_midpoint),
@@ -334,6 +607,31 @@ _CHECKS: list[tuple[str, str, Callable[[Divergence, settings], None]]] = [
         "negative_term_composition",
         "negative_term(log_r) == u f'(u) - f(u), u = exp(log_r)",
         _negative_term_composition,
+    ),
+    (
+        "float32_values",
+        "float32 terms within 1e-05 of the generator in mpmath (f', u f' - f)",
+        _float32_values,
+    ),
+    (
+        "float32_gradients",
+        "float32 autograd gradients of the terms within 1e-05 (u f'', u^2 f'')",
+        _float32_gradients,
+    ),
+    (
+        "float32_slopes",
+        "positive_slope, negative_slope in float32 within 1e-05 (u f'', u^2 f'')",
+        _float32_slopes,
+    ),
+    (
+        "bfloat16_finite",
+        "terms and autograd gradients finite in bfloat16 where the exact ones fit",
+        _bfloat16_finite,
+    ),
+    (
+        "definition_accuracy",
+        "the definition met its float32 accuracy target (no AccuracyWarning)",
+        _definition_accuracy,
     ),
 ]
 
@@ -405,7 +703,8 @@ def _describe(error: BaseException) -> str:
 def check_divergence(
     d: Divergence | str, *, max_examples: int = 100, raise_on_failure: bool = True
 ) -> CheckReport:
-    """Test every property in ``PROPERTIES`` on ``d`` with hypothesis, in float64.
+    """Test every property in ``PROPERTIES`` on ``d`` with hypothesis: the float64 ones, then
+    the composed terms and their gradients in float32 against the generator in mpmath.
 
     The runs are reproducible (``derandomize=True``, no example database), so a failure
     reappears on every run with the same shrunk counterexample.
@@ -423,7 +722,7 @@ def check_divergence(
         >>> report.passed
         True
         >>> print(str(report).splitlines()[0])
-        check_divergence('js'): 10/10 passed
+        check_divergence('js'): 15/15 passed
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not this frame
     if isinstance(d, str):
@@ -438,13 +737,17 @@ def check_divergence(
         suppress_health_check=[HealthCheck.too_slow],
     )
     report = CheckReport(d.name)
-    for name, _, check in _CHECKS:
-        try:
-            check(d, cfg)
-        except Exception as error:  # any failure, including one raised by the divergence
-            report.results.append(PropertyResult(name, False, _describe(error)))
-        else:
-            report.results.append(PropertyResult(name, True))
+    token = _REFERENCES.set({})  # the mpmath references, shared by this call's properties
+    try:
+        for name, _, check in _CHECKS:
+            try:
+                check(d, cfg)
+            except Exception as error:  # any failure, including one raised by the divergence
+                report.results.append(PropertyResult(name, False, _describe(error)))
+            else:
+                report.results.append(PropertyResult(name, True))
+    finally:
+        _REFERENCES.reset(token)
     if raise_on_failure and not report.passed:
         raise AssertionError(report.failure_message())
     return report

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 if TYPE_CHECKING:
     from ..divergence import Divergence
 
-__all__ = ["conjugate_arguments", "divergences", "log_ratios", "ratios"]
+__all__ = ["conjugate_arguments", "divergences", "float32_log_ratios", "log_ratios", "ratios"]
 
 
 def ratios(low: float = 1e-4, high: float = 1e4) -> st.SearchStrategy[float]:
@@ -70,6 +70,49 @@ def log_ratios(low: float = -30.0, high: float = 30.0) -> st.SearchStrategy[floa
     if near_low >= near_high:
         return st.floats(low, high)
     return st.one_of(st.floats(low, high), st.floats(near_low, near_high))
+
+
+def float32_log_ratios(low: float = -80.0, high: float = 80.0) -> st.SearchStrategy[float]:
+    """float32 log density ratios in ``[low, high]`` (every draw is exactly a float32 value):
+    the input the composed terms get in training.
+
+    A third of the draws span the range, a third come from ``[-1, 1]`` and a third from
+    ``[-1e-4, 1e-4]`` (both clipped to the range), where the terms cancel (``log_r = 0`` is
+    ``u = 1``, where ``f'`` and ``u f'(u) - f(u)`` are differences of nearly equal numbers).
+
+    Example:
+        >>> import numpy as np
+        >>> from hypothesis import given
+        >>> @given(float32_log_ratios(-5, 5))
+        ... def test_float32(log_r):
+        ...     assert -5 <= log_r <= 5 and float(np.float32(log_r)) == log_r
+        >>> test_float32()
+    """
+    if not low < high or not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(
+            f"float32_log_ratios() needs finite low < high, got low={low!r}, high={high!r}"
+        )
+    bands = [_float32_floats(low, high)]
+    for half in (1.0, 1e-4):
+        near_low, near_high = max(low, -half), min(high, half)
+        if near_low < near_high:
+            bands.append(_float32_floats(near_low, near_high))
+    return st.one_of(*bands)
+
+
+def _float32_floats(low: float, high: float) -> st.SearchStrategy[float]:
+    """float32 values in ``[low, high]``, the bounds rounded inwards to float32 first (as
+    ``st.floats(width=32)`` wants)."""
+    import numpy as np
+
+    lo, hi = np.float32(low), np.float32(high)
+    if float(lo) < low:
+        lo = np.nextafter(lo, np.float32(np.inf))
+    if float(hi) > high:
+        hi = np.nextafter(hi, np.float32(-np.inf))
+    if lo > hi:
+        raise ValueError(f"no float32 value lies in [{low!r}, {high!r}]")
+    return st.floats(float(lo), float(hi), width=32)
 
 
 def conjugate_arguments(
