@@ -292,13 +292,19 @@ def list_kind(kind: str, as_json: bool) -> None:
     """List the registered components of one KIND with the plugin that provides each."""
     from rich.table import Table
 
-    from .components import registry
+    if kind == "divergences":  # from the registrations alone: no torch, no sympy
+        specs = _divergence_registrations()
+        rows = [
+            {"name": spec["name"], "plugin": spec["plugin"], "description": spec["description"]}
+            for spec in specs
+        ]
+    else:
+        from .components import registry
 
-    specs = registry().table(kind)
-    rows = [
-        {"name": name, "plugin": spec.plugin, "description": spec.description}
-        for name, spec in sorted(specs.items())
-    ]
+        rows = [
+            {"name": name, "plugin": spec.plugin, "description": spec.description}
+            for name, spec in sorted(registry().table(kind).items())
+        ]
     if as_json:
         _echo_json(rows)
         return
@@ -312,6 +318,85 @@ def list_kind(kind: str, as_json: bool) -> None:
         click.echo(f"no {kind} registered yet", err=True)
 
 
+_SPEC_TYPES: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "generator": str,
+    "params": (dict, type(None)),
+    "normalize": bool,
+    "description": str,
+    "reference": str,
+}
+
+
+def _divergence_registrations() -> list[dict[str, Any]]:
+    """Every registered divergence as its plugin declares it (name, generator, params,
+    normalize, description, reference, plugin), sorted by name.
+
+    Only the divergence hooks run (the built-in catalog's, which reads TOML files, and the
+    entry-point plugins'), so neither torch nor sympy is imported unless a plugin does it.
+    When a registration is not plain data (a missing or unknown key, a wrong type, a name
+    given twice, a hook that fails), the full registry is built instead: it checks every
+    registration and says what is wrong, as every other command does.
+    """
+    import importlib
+
+    import pluggy
+
+    from . import hookspecs, plugins
+
+    pm = pluggy.PluginManager(plugins.ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    pm.register(
+        importlib.import_module("fmicl_registry.builtin_plugins.divergences"), name="divergences"
+    )
+    plugins._load_entry_points(pm)  # warns about a broken plugin as the registry does
+    found: dict[str, dict[str, Any]] = {}
+    plain = True
+    for impl in pm.hook.register_divergences.get_hookimpls():  # built-ins first
+
+        def register(*, _plugin: str = impl.plugin_name, **kwargs: Any) -> None:
+            nonlocal plain
+            ok = set(kwargs) <= set(_SPEC_TYPES) and {"name", "generator"} <= set(kwargs)
+            ok = ok and all(isinstance(v, _SPEC_TYPES[k]) for k, v in kwargs.items())
+            params = kwargs.get("params") or {}
+            ok = ok and all(isinstance(v, int | float | str) for v in params.values())
+            if not ok or kwargs["name"].strip() in found:
+                plain = False
+                return
+            name = kwargs["name"].strip()
+            found[name] = {
+                "name": name,
+                "generator": kwargs["generator"],
+                "params": dict(params),
+                "normalize": kwargs.get("normalize", False),
+                "plugin": _plugin,
+                "description": kwargs.get("description", ""),
+                "reference": kwargs.get("reference", ""),
+            }
+
+        try:
+            impl.function(register=register)
+        except Exception:
+            plain = False
+    if not plain:
+        from .components import registry
+
+        specs = registry().divergences  # raises the error that says what is wrong
+        return [
+            {
+                "name": name,
+                "generator": spec.generator,
+                "params": dict(spec.params),
+                "normalize": spec.normalize,
+                "plugin": spec.plugin,
+                "description": spec.description,
+                "reference": spec.reference,
+            }
+            for name, spec in sorted(specs.items())
+        ]
+    return [found[name] for name in sorted(found)]
+
+
 @cli.group()
 def divergences() -> None:
     """Registered and ad-hoc f-divergences."""
@@ -319,63 +404,73 @@ def divergences() -> None:
 
 @divergences.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def list_command(as_json: bool) -> None:
-    """List every registered divergence with its generator and conjugate.
+@click.option(
+    "--derive",
+    is_flag=True,
+    help="Also derive each one and show its conjugate and domain (loads torch and sympy).",
+)
+def list_command(as_json: bool, derive: bool) -> None:
+    """List every registered divergence with its generator, parameters and description.
 
-    Derives each one (a few seconds the first time; cached on disk afterwards).
+    Reads the registrations only; ``--derive`` also derives each divergence (the built-in
+    ones come with their derivations; others take a few seconds the first time, then come
+    from the disk cache) and adds its conjugate and the domain of f*.
     """
     from rich.table import Table
 
-    from .components import registry
-    from .errors import DivergenceSpecError
-
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
-    for name, spec in sorted(registry().divergences.items()):
-        row: dict[str, Any] = {
-            "name": name,
-            "generator": spec.generator,
-            "params": dict(spec.params),
-            "normalize": spec.normalize,
-            "plugin": spec.plugin,
-            "description": spec.description,
-        }
-        try:
-            d = spec.build()
-        except DivergenceSpecError as err:
-            failed.append(name)
-            row.update(error=str(err), conjugate=None, conjugate_closed_form=None)
-            row.update(conjugate_domain=None)
-        else:
-            domain = d.describe()["conjugate_domain"]
-            row.update(
-                conjugate=_conjugate_text(d),
-                conjugate_closed_form=d.conjugate_closed_form,
-                conjugate_domain=_domain_text(**domain),
-            )
+    for spec in _divergence_registrations():
+        row = {key: spec[key] for key in ("name", "generator", "params", "normalize", "plugin")}
+        row["description"] = spec["description"]
+        if derive:
+            _derive_row(row, failed)
         rows.append(row)
 
     if as_json:
         _echo_json(rows)
     else:
         table = Table()
-        for column in ("name", "generator f(u)", "params", "conjugate f*(t)", "domain", "plugin"):
+        columns = ["name", "generator f(u)", "params"]
+        columns += ["conjugate f*(t)", "domain"] if derive else ["description"]
+        for column in [*columns, "plugin"]:
             table.add_column(column, overflow="fold")
         for row in rows:
-            table.add_row(
-                row["name"],
-                row["generator"],
-                _params_text(row["params"]),
-                row["conjugate"] or f"error: {row['error']}",
-                row["conjugate_domain"] or "",
-                row["plugin"],
-            )
+            cells = [row["name"], row["generator"], _params_text(row["params"])]
+            if derive:
+                cells += [
+                    row["conjugate"] or f"error: {row['error']}",
+                    row["conjugate_domain"] or "",
+                ]
+            else:
+                cells.append(row["description"])
+            table.add_row(*cells, row["plugin"])
         console = _console()
         console.print("Registered f-divergences")
         console.print(table)
     if failed:
         click.echo(f"error: could not derive {', '.join(failed)}", err=True)
         click.get_current_context().exit(1)
+
+
+def _derive_row(row: dict[str, Any], failed: list[str]) -> None:
+    """Add the conjugate and its domain to a row of ``divergences list --derive``."""
+    from .components import registry
+    from .errors import DivergenceSpecError
+
+    try:
+        d = registry().divergence(row["name"]).build()
+    except DivergenceSpecError as err:
+        failed.append(row["name"])
+        row.update(error=str(err), conjugate=None, conjugate_closed_form=None)
+        row.update(conjugate_domain=None)
+    else:
+        domain = d.describe()["conjugate_domain"]
+        row.update(
+            conjugate=_conjugate_text(d),
+            conjugate_closed_form=d.conjugate_closed_form,
+            conjugate_domain=_domain_text(**domain),
+        )
 
 
 @divergences.command()

@@ -47,8 +47,9 @@ def test_list_shows_every_builtin() -> None:
     assert result.exit_code == 0, result.output
     for name in CATALOG:
         assert name in result.stdout
-    assert "numeric" in result.stdout  # jeffrey
-    assert "(-oo, log(2))" in result.stdout  # js
+    assert "u*log(u) - (u+1)*log((u+1)/2)" in result.stdout  # js, as its spec writes it
+    assert "a=1.5" in result.stdout  # tsallis
+    assert "Squared Hellinger" in result.stdout
 
 
 def test_list_json() -> None:
@@ -58,13 +59,104 @@ def test_list_json() -> None:
     by_name = {row["name"]: row for row in rows}
     assert set(CATALOG) <= set(by_name)
     for row in rows:
+        assert {"generator", "params", "normalize", "plugin", "description"} <= set(row)
+        assert "conjugate" not in row  # nothing is derived without --derive
+    assert by_name["tsallis"]["params"] == {"a": 1.5}
+    assert by_name["tsallis"]["normalize"] is True
+    assert by_name["kl"]["generator"] == "u*log(u)"
+    assert by_name["kl"]["plugin"] == "divergences"
+
+
+def test_list_derive_shows_conjugates() -> None:
+    result = run("divergences", "list", "--derive")
+    assert result.exit_code == 0, result.output
+    for name in CATALOG:
+        assert name in result.stdout
+    assert "numeric" in result.stdout  # jeffrey
+    assert "(-oo, log(2))" in result.stdout  # js
+
+
+def test_list_derive_json() -> None:
+    result = run("divergences", "list", "--derive", "--json")
+    assert result.exit_code == 0, result.output
+    by_name = {row["name"]: row for row in json.loads(result.stdout)}
+    for row in by_name.values():
         assert {"generator", "conjugate", "conjugate_domain", "plugin", "params"} <= set(row)
     assert by_name["js"]["conjugate_domain"] == "(-oo, log(2))"
     assert by_name["js"]["conjugate_closed_form"] is True
     assert by_name["jeffrey"]["conjugate"] == "numeric"
     assert by_name["jeffrey"]["conjugate_closed_form"] is False
     assert by_name["tsallis"]["params"] == {"a": 1.5}
-    assert by_name["kl"]["generator"] == "u*log(u)"
+
+
+def test_list_is_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fast listing (registrations only) and the registry agree on every field.
+    result = run("divergences", "list", "--json")
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    specs = fm.registry().divergences
+    assert set(rows) == set(specs)
+    for name, spec in specs.items():
+        assert rows[name]["generator"] == spec.generator
+        assert rows[name]["params"] == spec.params
+        assert rows[name]["normalize"] == spec.normalize
+        assert rows[name]["description"] == spec.description
+        assert rows[name]["plugin"] == spec.plugin
+    kinds = json.loads(run("list", "divergences", "--json").stdout)
+    assert [row["name"] for row in kinds] == sorted(specs)
+
+
+_IMPORTS = """
+import atexit, sys
+heavy = ("torch", "sympy", "numpy", "mpmath", "fmicl_registry.divergence")
+loaded = lambda: [m for m in heavy if m in sys.modules]
+atexit.register(lambda: print("imported:", *loaded(), file=sys.stderr))
+from fmicl_registry.cli import main
+sys.argv = ["fmicl", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["divergences", "list"],
+        ["divergences", "list", "--json"],
+        ["list", "divergences"],
+        ["--help"],
+    ],
+)
+def test_listing_imports_neither_torch_nor_sympy(args: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTS, *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "imported:", done.stderr
+    if args[-1] != "--help":
+        assert "kl" in done.stdout
+
+
+def test_listing_a_bad_registration_goes_through_the_registry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A registration that is not plain data: the full registry says what is wrong.
+    from fmicl_registry import plugins as plugins_module
+
+    class Broken:
+        @fm.hookimpl
+        def register_divergences(self, register: Any) -> None:
+            register(name="kl", generator="u*log(u)")  # the catalog's name again
+
+    def load(pm: Any) -> None:
+        pm.register(Broken(), name="broken")
+
+    monkeypatch.setattr(plugins_module, "_load_entry_points", load)
+    plugins_module.reset()
+    try:
+        result = run("divergences", "list")
+    finally:
+        plugins_module.reset()
+    assert result.exit_code == 2
+    assert "registered twice" in result.output
 
 
 # ------------------------------------------------------------------ show
