@@ -22,6 +22,8 @@ def loads_toml(text: str, where: str, error: type[Exception]) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise error(f"{where}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise error(f"{where}: not valid TOML here: nested too deeply") from None
 
 
 def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
@@ -31,4 +33,8 @@ def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise error(f"cannot read {what} {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise error(
+            f"cannot read {what} {path}: not UTF-8 text (byte {err.start}); save it as UTF-8"
+        ) from None
     return loads_toml(text, str(path), error)

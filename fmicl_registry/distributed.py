@@ -12,10 +12,54 @@ on the whole batch, provided every process holds the same number of rows.
 
 from __future__ import annotations
 
+import datetime
+import os
+
 import torch
 import torch.distributed as dist
 
+from .errors import FmiclError
+
 Tensor = torch.Tensor
+
+
+#: Seconds the processes of a run wait for each other to join (``FMICL_DIST_TIMEOUT``).
+JOIN_SECONDS = 120.0
+
+
+class DistributedError(FmiclError):
+    """The processes of a multi-process run could not start together."""
+
+
+def join(backend: str) -> None:
+    """Join the process group that ``torchrun``'s environment describes (``env://``), waiting
+    at most ``$FMICL_DIST_TIMEOUT`` seconds (default :data:`JOIN_SECONDS`) for every process.
+
+    torch's own rendezvous waits 30 minutes for a process that never starts; here the others
+    stop with a :class:`DistributedError` that says how many joined and what to do. Collectives
+    later keep torch's default timeout (an evaluation on one rank may take long).
+    """
+    raw = os.environ.get("FMICL_DIST_TIMEOUT", str(JOIN_SECONDS))
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise DistributedError(
+            f"FMICL_DIST_TIMEOUT must be a number of seconds, got {raw!r}"
+        ) from None
+    world = os.environ.get("WORLD_SIZE", "?")
+    rank = os.environ.get("RANK", "?")
+    timeout = datetime.timedelta(seconds=seconds)
+    try:
+        store, rank_, world_ = next(dist.rendezvous("env://", timeout=timeout))
+        store.set_timeout(timeout)
+        dist.init_process_group(backend, store=store, rank=rank_, world_size=world_)
+    except (RuntimeError, ValueError) as err:  # torch's DistStoreError is a RuntimeError
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DistributedError(
+            f"process {rank} of {world}: the processes of this run did not all join within "
+            f"{seconds:g} s ({first}); start every process (torchrun starts them all with the "
+            "same MASTER_ADDR and MASTER_PORT), or wait longer with FMICL_DIST_TIMEOUT=SECONDS"
+        ) from None
 
 
 def is_initialized() -> bool:

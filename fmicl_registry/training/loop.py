@@ -21,7 +21,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from . import checkpoint as ckpt
 from .batches import EpochBatches, SeededViews
 from .batches import _seed as seed_of
 from .optim import build_optimizer, warmup_cosine
-from .spec import Spec, SpecError, spec_from_toml
+from .spec import Spec, SpecError, load_spec
 
 
 class TrainingDiverged(FmiclError):
@@ -215,8 +215,8 @@ def build(spec: Spec) -> Parts:
     try:
         augment = get_augmentation(recipe, *stats, **augment_options)
         batch_augment = get_batch_augmentation(recipe, *stats, **augment_options)
-    except FmiclError as err:
-        raise SpecError(f"[augment] {err}") from None
+    except (FmiclError, ValueError, TypeError) as err:  # torchvision's own checks included
+        raise SpecError(f"[augment] recipe {recipe!r}: {err}") from None
     model, build_encoder = _build_model(spec, shape)
     return Parts(
         pretrain=pretrain_set
@@ -263,13 +263,13 @@ def init_distributed(device: torch.device) -> None:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        torch.distributed.init_process_group(backend)
+        distributed.join(backend)
 
 
 def _unique_dir(out: Path, name: str) -> Path:
     """``out/name``, or ``out/name-2``... : an existing run is never overwritten."""
     candidate, n = out / name, 1
-    while candidate.exists():
+    while os.path.lexists(candidate):  # a dangling symlink is taken too
         n += 1
         candidate = out / f"{name}-{n}"
     return candidate
@@ -332,10 +332,11 @@ def _bad_terms(model: nn.Module) -> str:
 
 
 def train(
-    spec: Spec,
+    spec: Spec | None,
     out: str | Path = "runs",
     *,
     resume: str | Path | None = None,
+    overrides: Sequence[str] = (),
     log: Callable[[str], None] = print,
 ) -> RunResult:
     """Pretrain and evaluate as ``spec`` says; write everything into a run folder.
@@ -344,7 +345,9 @@ def train(
         spec: a checked spec (:func:`load_spec`).
         out: the folder in which the run folder ``out/<run.name>`` is created.
         resume: a run folder to continue from its last checkpoint (``spec`` is then ignored:
-            the run's own ``spec.toml`` is used).
+            the run's own ``spec.toml`` is used, with ``overrides``). See :func:`_open_run`
+            for what may change on resume; a larger ``train.epochs`` extends a run.
+        overrides: ``section.key=value`` changes to the run's spec on resume.
         log: where the progress messages go.
 
     Example::
@@ -353,12 +356,13 @@ def train(
         result = train(load_spec(None, ["train.epochs=2"]), "runs")
         print(result.report["metrics"]["linear_top1"])
     """
+    opened: _Opened | None = None
     if resume is not None:
         run_dir = Path(resume)
-        spec_file = run_dir / "spec.toml"
-        if not spec_file.is_file():
-            raise ckpt.CheckpointError(f"{run_dir} is not a run folder (no spec.toml in it)")
-        spec = spec_from_toml(spec_file.read_text(), str(spec_file))
+        opened = _open_run(run_dir, overrides, log)
+        spec = opened.spec
+    if spec is None:
+        raise SpecError("train() needs a spec (load_spec) or a run folder to resume")
     device = _device(spec["run"]["device"])
     init_distributed(device)
     rank, world = distributed.rank(), distributed.world_size()
@@ -368,6 +372,9 @@ def train(
     seed = spec["run"]["seed"]
     torch.manual_seed(seed)
     parts = build(spec)
+    # the batches' own checks (size, processes), before the run folder exists
+    EpochBatches(len(parts.pretrain), batch_size=spec["train"]["batch_size"], seed=seed,
+                 rank=rank, world_size=world)  # fmt: skip
 
     if resume is None:
         run_dir = _unique_dir(Path(out), spec["run"]["name"]) if main else Path(out)
@@ -376,7 +383,12 @@ def train(
             torch.distributed.broadcast_object_list(names, src=0)
             run_dir = Path(names[0])
         if main:
-            run_dir.mkdir(parents=True)
+            try:
+                run_dir.mkdir(parents=True)
+            except OSError as err:
+                raise SpecError(
+                    f"cannot create the run folder {run_dir}: {err.strerror}; choose another --out"
+                ) from None
             (run_dir / "spec.toml").write_text(spec.to_toml())
     checkpoints = run_dir / "checkpoints"
     model = parts.model.to(device)
@@ -402,21 +414,35 @@ def train(
     )
 
     start_epoch, step = 0, 0
-    if resume is not None:
-        path = ckpt.latest(checkpoints)
-        if path is None:
+    if opened is not None:
+        state, path = opened.state, opened.path
+        _load_weights(model, state, path, opened.spec_file)
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
             raise ckpt.CheckpointError(
-                f"{run_dir} has no checkpoint to resume from (the run stopped before its first "
-                "epoch ended); start it again"
-            )
-        state = ckpt.load(path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+                f"checkpoint {path}: its optimiser or scheduler state does not fit the "
+                f"optimiser {opened.spec_file} describes ({type(err).__name__}: {err})"
+            ) from None
         ckpt.set_rng_state(state["rng"])
         start_epoch, step = state["epoch"], state["step"]
+        # The schedule is the one of the spec resumed with: the same as before, or, with more
+        # epochs, the cosine over the new total from this step on (a warm restart).
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+            group["lr"] = base * warmup_cosine(step, warmup_steps=warmup, total_steps=total_steps)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
         log(f"resuming {run_dir} from {path.name} (epoch {start_epoch}, step {step})")
+        if main:
+            _settle_resumed_folder(run_dir, opened, log)
     metrics = _Metrics(run_dir / "metrics.jsonl", step if resume is not None else None)
+    if main and opened is not None and opened.changes:
+        metrics.write(
+            step=step,
+            epoch=start_epoch,
+            event="resumed",
+            changed={key: list(values) for key, values in opened.changes.items()},
+        )
 
     trained: nn.Module = model
     if world > 1:
@@ -549,15 +575,12 @@ def _diverged(
     terms = _bad_terms(model)
     last = ckpt.latest(run_dir / "checkpoints")
     metrics.write(step=step + 1, epoch=epoch + 1, event="diverged", what=what, terms=terms)
-    kept = (
-        f"the last good checkpoint is {last} (resume with --resume {run_dir} after changing "
-        "the spec there)"
-        if last
-        else "no checkpoint was written yet"
-    )
+    kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
     raise TrainingDiverged(
         f"training stopped at step {step + 1} (epoch {epoch + 1}): {what} ({terms}); {kept}. "
-        "Lower train.lr, use train.precision = 'fp32', or a smaller gamma/alpha."
+        "Lower train.lr, use train.precision = 'fp32', or a smaller gamma/alpha, and start the "
+        f"run again (fmicl train {run_dir / 'spec.toml'} --set ...): a run resumes only with "
+        "the spec it was trained with."
     )
 
 
@@ -801,25 +824,94 @@ def _previous_training(run_dir: Path) -> dict[str, Any]:
 
 
 def evaluate_checkpoint(
-    run_dir: str | Path, *, log: Callable[[str], None] = print
+    run_dir: str | Path, *, overrides: Sequence[str] = (), log: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """Rebuild a run from its folder, load its last checkpoint and evaluate it again
-    (``fmicl eval RUN_DIR``)."""
+    """Rebuild a run from its folder, load its last usable checkpoint and evaluate it again
+    (``fmicl eval RUN_DIR``); ``overrides`` may change what :func:`_open_run` allows
+    (``eval.knn_k=20``, ``data.root=...``). Nothing in the run folder but the report changes.
+    """
     run_dir = Path(run_dir)
-    spec_file = run_dir / "spec.toml"
-    if not spec_file.is_file():
-        raise ckpt.CheckpointError(f"{run_dir} is not a run folder (no spec.toml in it)")
-    spec = spec_from_toml(spec_file.read_text(), str(spec_file))
-    path = ckpt.latest(run_dir / "checkpoints")
-    if path is None:
-        raise ckpt.CheckpointError(f"{run_dir} has no checkpoint (checkpoints/last.pt)")
+    opened = _open_run(run_dir, overrides, log)
+    spec, state, path = opened.spec, opened.state, opened.path
     device = _device(spec["run"]["device"])
     torch.manual_seed(spec["run"]["seed"])
     parts = build(spec)
-    state = ckpt.load(path)
-    parts.model.load_state_dict(state["model"])
+    _load_weights(parts.model, state, path, opened.spec_file)
     log(f"evaluating {path} (epoch {state['epoch']}, step {state['step']})")
     return evaluate_run(spec, parts, parts.model.to(device), device, run_dir, log=log)
+
+
+@dataclass
+class _Opened:
+    """A run folder opened for resuming or evaluation: its spec (with the overrides), the
+    checkpoint read, and the allowed changes from the spec that checkpoint recorded."""
+
+    spec: Spec
+    spec_file: Path
+    state: dict[str, Any]
+    path: Path
+    changes: dict[str, tuple[Any, Any]]
+
+
+def _open_run(run_dir: Path, overrides: Sequence[str], log: Callable[[str], None]) -> _Opened:
+    """Read ``run_dir/spec.toml`` with ``overrides`` and the last usable checkpoint
+    (:func:`checkpoint.load_latest`: verified, never unpickling code, ``previous.pt`` when
+    ``last.pt`` is bad), and compare the spec with the one the checkpoint was trained with
+    (:func:`checkpoint.compare_specs`).
+
+    The rule: keys that leave the run meaningful may change and are logged (``train.epochs``
+    when it grows, every ``[eval]`` key, ``train.progress``, ``train.log_every``,
+    ``train.checkpoint_every``, ``data.num_workers``, ``data.root``, ``data.eval_*``,
+    ``run.device``, ``run.name``); any other change (objective, divergence, backbone,
+    architecture, augmentation, data set, lr, batch size, seed, optimiser, ...) is refused
+    by :class:`checkpoint.SpecChanged` naming each key with its old and new value.
+    """
+    spec_file = run_dir / "spec.toml"
+    if not spec_file.is_file():
+        raise ckpt.CheckpointError(f"{run_dir} is not a run folder (no spec.toml in it)")
+    spec = load_spec(spec_file, list(overrides))
+    state, path = ckpt.load_latest(run_dir / "checkpoints", warn=log)
+    against = f"{spec_file}" + (" with --set " + " ".join(overrides) if overrides else "")
+    changes = ckpt.compare_specs(state["spec"], spec.data, checkpoint=path, against=against)
+    for key, (old, new) in changes.items():
+        log(f"changed since the checkpoint: {key} = {new!r} (was {old!r})")
+    return _Opened(spec, spec_file, state, path, changes)
+
+
+def _load_weights(model: nn.Module, state: dict[str, Any], path: Path, spec_file: Path) -> None:
+    """The checkpoint's weights into ``model``; a named error when they do not fit it."""
+    weights, expected = state["model"], model.state_dict()
+    problems = [f"{k} is missing" for k in expected if k not in weights]
+    problems += [f"{k} is not in the model" for k in weights if k not in expected]
+    problems += [
+        f"{k} has shape {list(weights[k].shape)} in the checkpoint, {list(v.shape)} in the model"
+        for k, v in expected.items()
+        if k in weights and weights[k].shape != v.shape
+    ]
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ckpt.CheckpointError(
+            f"checkpoint {path} does not fit the model {spec_file} describes: "
+            f"{'; '.join(problems[:5])}{more}. It was written for another backbone, "
+            "architecture or version of them"
+        )
+    model.load_state_dict(weights)
+
+
+def _settle_resumed_folder(run_dir: Path, opened: _Opened, log: Callable[[str], None]) -> None:
+    """On resume (main process): set an unusable ``last.pt`` aside, remove the temporary
+    files of a killed save, and write the spec with its allowed changes to ``spec.toml``."""
+    folder = run_dir / "checkpoints"
+    last = folder / "last.pt"
+    if opened.path.name == "previous.pt" and os.path.lexists(last):
+        log(f"set aside the unusable {last} as {ckpt.set_aside(last).name}")
+    stale = ckpt.remove_stale(folder)
+    if stale:
+        log(f"removed {len(stale)} unfinished checkpoint file(s) of a killed save")
+    if opened.changes:
+        tmp = run_dir / ".spec.toml.tmp"
+        tmp.write_text(opened.spec.to_toml())
+        os.replace(tmp, opened.spec_file)
 
 
 def iter_metrics(run_dir: Path) -> Iterator[dict[str, Any]]:

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import tomllib
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -37,6 +39,10 @@ from ..errors import FmiclError
 
 class SpecError(FmiclError):
     """An experiment spec that cannot be used: the message names the file and the key."""
+
+
+class SpecWarning(UserWarning):
+    """A spec that runs, but probably not as its author meant."""
 
 
 _INT, _FLOAT, _BOOL, _STR, _OPT_STR = "integer", "number", "boolean", "string", "string or none"
@@ -101,6 +107,105 @@ _TYPES: dict[str, tuple[type, ...]] = {
     _STR: (str,),
     _OPT_STR: (str,),
 }
+
+
+def _run_name(value: str) -> str | None:
+    """Why ``value`` cannot be a run name (one folder inside ``--out``), or None."""
+    if not value or value.strip() != value:
+        return "must be a non-empty folder name without leading or trailing spaces"
+    if value in {".", ".."} or "/" in value or "\\" in value:
+        return "must be one folder name inside the output folder, not a path"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "must not contain control characters (a newline, a tab)"
+    if len(value.encode("utf-8")) > 200:
+        return "must be at most 200 bytes long"
+    return None
+
+
+def _at_least(low: float, *, above: bool = False) -> Any:
+    def rule(value: Any) -> str | None:
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        if value < low or (above and value == low):
+            return f"must be {'greater than' if above else 'at least'} {low:g}"
+        return None
+
+    return rule
+
+
+def _below(high: float) -> Any:
+    def rule(value: Any) -> str | None:
+        return None if value < high else f"must be less than {high:g}"
+
+    return rule
+
+
+def _one_of(*choices: str) -> Any:
+    def rule(value: Any) -> str | None:
+        if value in choices:
+            return None
+        hint = difflib.get_close_matches(value, choices, n=1)
+        return f"must be one of {', '.join(map(repr, choices))}" + (
+            f" (did you mean {hint[0]!r}?)" if hint else ""
+        )
+
+    return rule
+
+
+#: Range and choice rules of the typed keys, checked when the spec is read (before anything is
+#: built or written): section -> key -> rules, each returning why a value is refused, or None.
+RULES: dict[str, dict[str, tuple[Any, ...]]] = {
+    "run": {
+        "name": (_run_name,),
+        "seed": (_at_least(0), _below(2**63)),
+        "device": (_one_of("auto", "cpu", "cuda"),),
+    },
+    "data": {"num_workers": (_at_least(0),)},
+    "train": {
+        "epochs": (_at_least(1),),
+        "batch_size": (_at_least(2),),
+        "optimizer": (_one_of("sgd", "adamw", "lars"),),
+        "lr": (_at_least(0, above=True),),
+        "momentum": (_at_least(0), _below(1)),
+        "weight_decay": (_at_least(0),),
+        "warmup_epochs": (_at_least(0),),
+        "precision": (_one_of("auto", "fp32", "bf16"),),
+        "max_steps": (_at_least(0),),
+        "log_every": (_at_least(1),),
+        "checkpoint_every": (_at_least(1),),
+    },
+    "eval": {
+        "knn_k": (_at_least(1),),
+        "knn_temperature": (_at_least(0, above=True),),
+        "linear_epochs": (_at_least(1),),
+        "every": (_at_least(0),),
+        "batch_size": (_at_least(1),),
+    },
+}
+
+
+def _check_range(section: str, key: str, value: Any, where: str) -> None:
+    if value is None:
+        return
+    for rule in RULES.get(section, {}).get(key, ()):
+        problem = rule(value)
+        if problem is not None:
+            raise SpecError(f"{where}: {section}.{key} {problem}, got {value!r}")
+
+
+def validate(data: dict[str, dict[str, Any]], where: str) -> None:
+    """The rules that involve several keys, checked once every override is applied: a warm-up
+    longer than the run is warned about (``SpecWarning``), not refused, so that a short run of
+    a longer spec (``--set train.epochs=3``) still works."""
+    train = data["train"]
+    if train["warmup_epochs"] > train["epochs"]:
+        warnings.warn(
+            f"{where}: train.warmup_epochs ({train['warmup_epochs']:g}) is longer than the run "
+            f"(train.epochs = {train['epochs']}): the learning rate never reaches train.lr "
+            f"({train['lr']:g}); shorten the warm-up or train longer",
+            SpecWarning,
+            stacklevel=3,
+        )
 
 
 @dataclass
@@ -194,7 +299,9 @@ def _check(section: str, key: str, value: Any, where: str) -> Any:
         raise SpecError(
             f"{where}: {section}.{key} must be a {expected}, got {_typename(value)} {value!r}"
         )
-    return float(value) if expected == _FLOAT else value
+    value = float(value) if expected == _FLOAT else value
+    _check_range(section, key, value, where)
+    return value
 
 
 def _merge(data: dict[str, dict[str, Any]], raw: dict[str, Any], where: str) -> None:
@@ -245,6 +352,7 @@ def load_spec(path: str | Path | None = None, overrides: list[str] | None = None
     for item in overrides or []:
         section, key, value = parse_override(item)
         _merge(data, {section: {key: value}}, f"--set {item}")
+    validate(data, str(source) + (" with --set" if overrides else ""))
     return Spec(copy.deepcopy(data), source="<default digits spec>" if path is None else str(path))
 
 
@@ -252,4 +360,5 @@ def spec_from_toml(text: str, where: str) -> Spec:
     """A spec from the text of a resolved ``spec.toml`` (``fmicl eval`` and ``--resume``)."""
     data = defaults()
     _merge(data, loads_toml(text, where, SpecError), where)
+    validate(data, where)
     return Spec(data, source=where)

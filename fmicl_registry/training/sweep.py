@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import statistics
 from collections.abc import Callable
@@ -55,7 +56,7 @@ def sweep_specs(
                 name, assignments = _baseline(label)
                 settings += [f'objective.name="{name}"', *(f"objective.{a}" for a in assignments)]
             spec = load_spec(path, [*overrides, *settings])
-            if label in baselines and seed == base["run"]["seed"]:
+            if seed == base["run"]["seed"]:
                 _check_objective(label, spec)
             runs.append((label, seed, spec))
     return runs
@@ -78,7 +79,8 @@ def _folder_name(label: str) -> str:
 
 
 def _check_objective(label: str, spec: Spec) -> None:
-    """Build the objective once, so a wrong baseline option fails before anything trains."""
+    """Build the objective once, so a misspelled divergence or a wrong baseline option fails
+    before anything trains (not after the runs before it)."""
     from ..errors import FmiclError
     from ..objectives import get_objective
 
@@ -87,7 +89,9 @@ def _check_objective(label: str, spec: Spec) -> None:
     try:
         get_objective(name, **options)
     except FmiclError as err:
-        raise SpecError(f"baseline {label!r}: {err}") from None
+        raise SpecError(
+            f"{'baseline' if ':' in label or name != 'fmicl' else 'divergence'} {label!r}: {err}"
+        ) from None
 
 
 def sweep(
@@ -105,10 +109,11 @@ def sweep(
     runs = sweep_specs(path, overrides, divergences=divergences, baselines=baselines, seeds=seeds)
     name = load_spec(path, overrides)["run"]["name"]
     folder, n = Path(out) / f"sweep-{name}", 1
-    while folder.exists():
+    while os.path.lexists(folder):
         n += 1
         folder = Path(out) / f"sweep-{name}-{n}"
-    folder.mkdir(parents=True)
+    # not made here: the first run makes it with its own folder, once its data and model
+    # are built, so a sweep that cannot start leaves nothing behind
     results: dict[str, list[dict[str, float]]] = {}
     for i, (label, seed, spec) in enumerate(runs, 1):
         log(f"[{i}/{len(runs)}] {label}, seed {seed}")
