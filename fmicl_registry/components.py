@@ -234,35 +234,137 @@ class Registry:
 _registry: Registry | None = None
 
 
+_COMPONENT_KEYS = ("name", "factory", "description")
+_NAME_RULE = "1-64 letters, digits, '_', '-' or '.'"
+
+
+def _valid_name(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 64
+        and all(c.isalnum() or c in "_-." for c in name)
+    )
+
+
+def _expected(kind: str) -> str:
+    if kind == "divergences":
+        return (
+            "register_divergences takes register(name=<str>, generator=<str>, params=<dict or "
+            "None>, normalize=<bool>, description=<str>, reference=<str>)"
+        )
+    return f"register_{kind} takes register(name=<str>, factory=<callable>, description=<str>)"
+
+
+def _got(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _component_from_kwargs(kind: str, kwargs: Mapping[str, Any], plugin: str) -> ComponentSpec:
+    """Check one ``register(...)`` call of a component hook; RegistryError says what is wrong."""
+    unknown = [k for k in kwargs if k not in _COMPONENT_KEYS]
+    missing = [k for k in ("name", "factory") if k not in kwargs]
+    if unknown or missing:
+        parts = [f"unknown key {k!r}" for k in unknown] + [f"missing key {k!r}" for k in missing]
+        raise RegistryError(f"{', '.join(parts)}; got keys {', '.join(kwargs) or 'none'}")
+    name, factory = kwargs["name"], kwargs["factory"]
+    description = kwargs.get("description", "")
+    if not _valid_name(name):
+        raise RegistryError(f"name must be a string of {_NAME_RULE}, got {_got(name)}")
+    if not callable(factory):
+        raise RegistryError(
+            f"factory must be callable (a function or class that builds the "
+            f"{_singular(kind)}), got {_got(factory)}"
+        )
+    if not isinstance(description, str):
+        raise RegistryError(f"description must be a string, got {_got(description)}")
+    return ComponentSpec(kind, name, factory, description, plugin)
+
+
+def _label(kind: str, kwargs: Mapping[str, Any]) -> str:
+    name = kwargs.get("name")
+    singular = _singular(kind)
+    article = "an" if singular[0] in "aeiou" else "a"
+    return f"{singular} {name!r}" if isinstance(name, str) else f"{article} {singular} (unnamed)"
+
+
+def _impls_builtins_first(hook: Any) -> list[Any]:
+    from .plugins import BUILTIN_NAMES
+
+    impls = hook.get_hookimpls()  # registration order: built-ins, then entry points
+    return sorted(impls, key=lambda impl: impl.plugin_name not in BUILTIN_NAMES)
+
+
 def _collect(built: Registry, kind: str, pm: Any) -> None:
-    from .plugins import report_broken
+    """Run every plugin's ``register_<kind>`` hook into ``built``, built-ins first.
 
-    hook = getattr(pm.hook, f"register_{kind}")
-    for impl in hook.get_hookimpls():  # built-ins first, then entry points
+    Each ``register(...)`` call is checked on its own: a wrong one, or a name already taken
+    (the first registration, a built-in's above all, is kept), skips that component with one
+    ``PluginWarning`` naming the plugin and the component (a ``PluginError`` in strict mode).
+    A hook that raises, ``SystemExit`` and a ``KeyboardInterrupt`` of its own included, is
+    undone (its components are dropped) and reported as a broken plugin; a real Ctrl-C stops.
+    """
+    from .plugins import PluginError, report_broken, report_component, watching_ctrl_c
+
+    table = built.table(kind)
+    for impl in _impls_builtins_first(getattr(pm.hook, f"register_{kind}")):
         plugin = impl.plugin_name
+        added: list[str] = []
+        refused: list[PluginError] = []
 
-        def register(*, _plugin: str = plugin, **kwargs: Any) -> None:
-            if kind == "divergences":
-                built.add(kind, _spec_from_mapping(kwargs, f"plugin {_plugin!r}", _plugin))
-                return
-            unknown = sorted(set(kwargs) - {"name", "factory", "description"})
-            if unknown or "name" not in kwargs or not callable(kwargs.get("factory")):
-                raise RegistryError(
-                    f"plugin {_plugin!r}: register_{kind} takes register(name=..., "
-                    f"factory=<callable>, description=...); got {sorted(kwargs)}"
+        def register(
+            *,
+            _plugin: str = plugin,
+            _added: list[str] = added,
+            _refused: list[PluginError] = refused,
+            **kwargs: Any,
+        ) -> None:
+            what = _label(kind, kwargs)
+            try:
+                if kind == "divergences":
+                    spec: DivergenceSpec | ComponentSpec = _spec_from_mapping(
+                        kwargs, "register_divergences", _plugin
+                    )
+                else:
+                    spec = _component_from_kwargs(kind, kwargs, _plugin)
+            except (RegistryError, DivergenceSpecError) as error:
+                reason = str(error).removeprefix("register_divergences: ")
+                problem, other = f"{reason}; {_expected(kind)}", None
+            else:
+                other = table.get(spec.name)
+                if other is None:
+                    built.add(kind, spec)
+                    _added.append(spec.name)
+                    return
+                problem = (
+                    f"the name is already registered by plugin {other.plugin!r}, whose "
+                    f"{_singular(kind)} is kept; rename it or uninstall one of the two plugins"
                 )
-            name = str(kwargs["name"])
-            spec = ComponentSpec(
-                kind, name, kwargs["factory"], kwargs.get("description", ""), _plugin
-            )
-            built.add(kind, spec)
+            try:
+                report_component(_plugin, what, problem)
+            except PluginError as error:  # strict mode: kept even if the hook swallows it
+                _refused.append(error)
+                raise
 
-        try:
-            impl.function(register=register)
-        except (RegistryError, DivergenceSpecError):
-            raise
-        except Exception as error:
-            report_broken(plugin, error)
+        with watching_ctrl_c() as ctrl_c:
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except KeyboardInterrupt as error:
+                if ctrl_c["pressed"]:
+                    raise
+                failure: BaseException | None = error
+            except (Exception, SystemExit) as error:  # plugin code: contained
+                failure = error
+            else:
+                failure = None
+        if refused:
+            raise refused[0]
+        if failure is not None:
+            for name in added:
+                del table[name]  # type: ignore[attr-defined]
+            report_broken(plugin, failure, f"register_{kind}")
 
 
 def registry() -> Registry:
@@ -275,10 +377,11 @@ def registry() -> Registry:
     """
     global _registry
     if _registry is None:
-        from .plugins import get_plugin_manager
+        from .plugins import _skipped, get_plugin_manager
 
         built = Registry()
         pm = get_plugin_manager()
+        _skipped.clear()  # filled again by this build
         for kind in KINDS:
             _collect(built, kind, pm)
         _registry = built

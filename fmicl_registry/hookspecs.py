@@ -10,7 +10,8 @@ and named after these specs. Third-party plugins are found through the entry-poi
 
 Every hook receives one argument, ``register``: call it once per component. The built-in
 components are registered by built-in plugins through these very hooks. Names are unique per
-kind; a second registration of a name is an error that names both plugins.
+kind; a second registration of a name is skipped (the built-in, or the first, is kept) with a
+warning that names both plugins.
 
 Besides divergences (declared by the text of their generator), a component is a *factory*: a
 callable that takes keyword options and returns the component. The protocols below say what

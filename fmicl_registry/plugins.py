@@ -1,17 +1,35 @@
 """The plugin manager: built-in plugins first, then entry points of the group ``fmicl``.
 
+Code a user did not write runs here, so every way a plugin can fail is contained: an entry
+point that raises (even ``SystemExit`` or ``KeyboardInterrupt``) while importing, a hook that
+raises, an import that hangs, a misspelled hook name. The plugin is skipped with one
+``PluginWarning`` that names it and says what went wrong; the built-ins and the other plugins
+keep working.
+
 Environment:
 - ``FMICL_PLUGINS=a,b`` loads only the named entry-point plugins (empty: none of them);
-- ``FMICL_STRICT_PLUGINS=1`` turns a plugin that fails to load into an error instead of a
-  warning.
+- ``FMICL_STRICT_PLUGINS=1`` turns every plugin warning (a plugin that fails to load, a
+  component registered wrongly or twice) into a ``PluginError``;
+- ``FMICL_PLUGIN_NOTICE`` (seconds, default 5): when a plugin's import has not finished after
+  this long, a line on stderr names the plugin and says how to skip it;
+- ``FMICL_PLUGIN_TIMEOUT`` (seconds, default 60): a plugin whose import has not finished after
+  this long is skipped with a warning. Python cannot stop a thread, so the import goes on in a
+  background (daemon) thread that is abandoned; it cannot block the exit of the program.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import math
 import os
+import signal
+import sys
+import threading
 import warnings
-from importlib.metadata import entry_points
+from collections.abc import Iterator
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 import pluggy
 
@@ -28,20 +46,37 @@ BUILTIN_PLUGINS = (
     "fmicl_registry.builtin_plugins.architectures",
     "fmicl_registry.builtin_plugins.datasets",
 )
+#: The names the built-in plugins are registered under.
+BUILTIN_NAMES = frozenset(name.rsplit(".", 1)[-1] for name in BUILTIN_PLUGINS)
+#: Seconds before the notice about a slow plugin import, and before it is given up on.
+DEFAULT_NOTICE_S = 5.0
+DEFAULT_TIMEOUT_S = 60.0
 
 _manager: pluggy.PluginManager | None = None
 #: plugin name -> (distribution, version), for ``fmicl plugins``.
 _origins: dict[str, tuple[str, str]] = {}
 #: plugin name -> the error that made it skip.
 _failures: dict[str, str] = {}
+#: plugin name -> the components of it that were skipped, each with the reason.
+_skipped: dict[str, list[str]] = {}
+#: entry-point name -> the imported plugin, or the error its import ended with; an entry
+#: point is imported (and waited for) once per process, however many managers load it.
+_imported: dict[str, object] = {}
+#: warnings already shown, so that loading twice (a fast path, then the registry) warns once.
+_reported: set[str] = set()
 
 
 class PluginError(FmiclError):
-    """A plugin failed to load (raised only in strict mode; otherwise a warning)."""
+    """A plugin failed to load or registered a component wrongly (raised only in strict mode;
+    otherwise a warning)."""
 
 
 class PluginWarning(UserWarning):
-    """A plugin failed to load and was skipped."""
+    """A plugin, or one of its components, failed and was skipped."""
+
+
+class PluginTimeout(Exception):
+    """A plugin's import did not finish within ``FMICL_PLUGIN_TIMEOUT`` seconds."""
 
 
 def strict() -> bool:
@@ -49,35 +84,136 @@ def strict() -> bool:
     return os.environ.get("FMICL_STRICT_PLUGINS", "").lower() in {"1", "true", "yes", "on"}
 
 
-def report_broken(plugin: str, error: BaseException) -> None:
-    """Warn (or raise, in strict mode) about a plugin that failed."""
-    _failures[plugin] = f"{type(error).__name__}: {error}"
-    cause = f"{type(error).__name__}: {error}"
+def describe_error(error: BaseException) -> str:
+    """One line saying what a plugin's code raised; ``SystemExit`` and ``KeyboardInterrupt``
+    are named for what they are (a plugin that exits or interrupts is a broken plugin)."""
+    if isinstance(error, SystemExit):
+        return f"it called sys.exit({error.code!r}), which a plugin must not do"
+    if isinstance(error, KeyboardInterrupt):
+        return "it raised KeyboardInterrupt itself (no Ctrl-C was pressed)"
+    return f"{type(error).__name__}: {error}"
+
+
+def _warn_or_raise(message: str, error: BaseException | None = None) -> None:
     if strict():
         raise PluginError(
-            f"fmicl plugin {plugin!r} failed: {cause} (FMICL_STRICT_PLUGINS is set, so this is "
-            "an error; unset it to skip the plugin with a warning)"
+            f"{message} (FMICL_STRICT_PLUGINS is set, so this is an error; unset it to skip "
+            "with a warning)"
         ) from error
+    if message in _reported:
+        return
+    _reported.add(message)
     warnings.warn(
-        f"fmicl plugin {plugin!r} failed and was skipped: {cause} "
-        "(set FMICL_STRICT_PLUGINS=1 to make this an error)",
-        PluginWarning,
-        stacklevel=3,
+        f"{message} (set FMICL_STRICT_PLUGINS=1 to make this an error)", PluginWarning, stacklevel=4
     )
+
+
+def report_broken(plugin: str, error: BaseException, where: str = "") -> None:
+    """Warn (or raise, in strict mode) about a plugin that failed; ``where`` names the hook
+    when it failed in one."""
+    cause = describe_error(error)
+    _failures[plugin] = cause
+    during = f" in {where}" if where else ""
+    _warn_or_raise(f"fmicl plugin {plugin!r} failed{during} and was skipped: {cause}", error)
+
+
+def report_component(plugin: str, what: str, problem: str) -> None:
+    """Warn (or raise, in strict mode) about one component of a plugin that was skipped:
+    ``what`` is e.g. ``"backbone 'badbone'"`` and ``problem`` says what is wrong with it."""
+    _skipped.setdefault(plugin, []).append(f"{what}: {problem}")
+    _warn_or_raise(f"fmicl plugin {plugin!r}: {what} was skipped: {problem}")
+
+
+def _seconds(variable: str, default: float) -> float:
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise PluginError(f"{variable} must be a number of seconds above 0, got {text!r}")
+    return value
+
+
+def _import(ep: EntryPoint, others: list[str]) -> object:
+    """Import an entry point in a daemon thread, with a notice on stderr when it is slow and a
+    ``PluginTimeout`` when it takes longer than ``FMICL_PLUGIN_TIMEOUT``.
+
+    Anything the import raises, ``SystemExit`` and ``KeyboardInterrupt`` included, is returned
+    to the caller as the plugin's error (a real Ctrl-C reaches the main thread, which is
+    waiting here and stops).
+    """
+    if ep.name in _imported:
+        return _imported[ep.name]
+    notice = _seconds("FMICL_PLUGIN_NOTICE", DEFAULT_NOTICE_S)
+    limit = _seconds("FMICL_PLUGIN_TIMEOUT", DEFAULT_TIMEOUT_S)
+    outcome: dict[str, object] = {}
+    done = threading.Event()
+
+    def load() -> None:
+        try:
+            outcome["plugin"] = ep.load()
+        except BaseException as error:  # plugin code: nothing it raises may end the program
+            outcome["plugin"] = error
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=load, name=f"fmicl plugin {ep.name}", daemon=True)
+    thread.start()
+    if not done.wait(min(notice, limit)) and notice < limit:
+        skip = ",".join(others)
+        print(
+            f"fmicl: waiting for plugin {ep.name!r} ({ep.value}) to finish importing "
+            f"({notice:g} s so far); it is skipped after {limit:g} s (FMICL_PLUGIN_TIMEOUT). "
+            f"To skip it, run with FMICL_PLUGINS={skip!r}, which loads the other plugins only.",
+            file=sys.stderr,
+            flush=True,
+        )
+        done.wait(limit - notice)
+    if not done.is_set():
+        outcome["plugin"] = PluginTimeout(
+            f"its import did not finish within {limit:g} s (FMICL_PLUGIN_TIMEOUT); "
+            f"skip it with FMICL_PLUGINS={','.join(others)!r}"
+        )
+    _imported[ep.name] = outcome["plugin"]
+    return outcome["plugin"]
+
+
+def _origin(ep: EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return ("?", "")
+    return (dist.metadata["Name"] or "?", dist.version)
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
     allowed = os.environ.get("FMICL_PLUGINS")
     wanted = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if wanted is not None and ep.name not in wanted:
+    chosen = [
+        ep for ep in entry_points(group=ENTRY_POINT_GROUP) if wanted is None or ep.name in wanted
+    ]
+    seen: dict[str, tuple[str, str]] = {}
+    for ep in chosen:
+        if ep.name in BUILTIN_NAMES or ep.name in seen:
+            first = "fmicl-registry (built-in)" if ep.name in BUILTIN_NAMES else seen[ep.name][0]
+            _warn_or_raise(
+                f"fmicl plugin {ep.name!r} of distribution {_origin(ep)[0]!r} was skipped: a "
+                f"plugin of that name is already loaded from {first!r}; rename its entry point"
+            )
             continue
+        seen[ep.name] = _origin(ep)
         if pm.get_plugin(ep.name) is not None:
             continue
+        others = sorted({other.name for other in chosen} - {ep.name})
+        plugin = _import(ep, others)
+        if isinstance(plugin, BaseException):
+            report_broken(ep.name, plugin)
+            continue
         try:
-            plugin = ep.load()
             pm.register(plugin, name=ep.name)
-        except Exception as error:  # a broken plugin must not take the library down
+        except Exception as error:  # e.g. the same module under two names
             report_broken(ep.name, error)
             continue
         try:
@@ -86,9 +222,37 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             pm.unregister(name=ep.name)
             report_broken(ep.name, error)
             continue
-        dist = getattr(ep, "dist", None)
-        if dist is not None:
-            _origins[ep.name] = (dist.metadata["Name"] or "?", dist.version)
+        if getattr(ep, "dist", None) is not None:
+            _origins[ep.name] = _origin(ep)
+
+
+@contextlib.contextmanager
+def watching_ctrl_c() -> Iterator[dict[str, bool]]:
+    """While plugin code runs in the main thread, tell a real Ctrl-C from a plugin that raises
+    ``KeyboardInterrupt`` itself: ``state["pressed"]`` is set by the SIGINT handler, which then
+    interrupts as before."""
+    state = {"pressed": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        state["pressed"] = True
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not allowed here (an embedded interpreter): nothing to tell apart
+        yield state
+        return
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -108,8 +272,8 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def plugin_info() -> list[dict[str, object]]:
-    """Every plugin: name, distribution, version, the hooks it implements, and the error of
-    each one that was skipped.
+    """Every plugin: name, distribution, version, the hooks it implements, the error of each
+    one that was skipped, and the components skipped from each one that loaded.
 
     Example:
         >>> from fmicl_registry.plugins import plugin_info
@@ -133,12 +297,20 @@ def plugin_info() -> list[dict[str, object]]:
                 "version": version,
                 "hooks": hooks,
                 "error": _failures.get(name),
+                "skipped": list(_skipped.get(name, [])),
             }
         )
     for name, error in _failures.items():
         if pm.get_plugin(name) is None:
             rows.append(
-                {"name": name, "distribution": "?", "version": "", "hooks": [], "error": error}
+                {
+                    "name": name,
+                    "distribution": "?",
+                    "version": "",
+                    "hooks": [],
+                    "error": error,
+                    "skipped": [],
+                }
             )
     return rows
 
@@ -149,6 +321,9 @@ def reset() -> None:
     _manager = None
     _origins.clear()
     _failures.clear()
+    _skipped.clear()
+    _imported.clear()
+    _reported.clear()
     from .components import clear
 
     clear()

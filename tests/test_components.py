@@ -108,8 +108,12 @@ def test_duplicate_names_name_both_plugins(plugin_manager: Any) -> None:
         register(name="kl", generator="u*log(u)")
 
     register_plugin(plugin_manager, "copycat", register_divergences=register_divergences)
-    with pytest.raises(fm.RegistryError, match=r"'kl' is registered twice.*divergences.*copycat"):
-        fm.list_divergences()
+    with pytest.warns(
+        plugins.PluginWarning,
+        match=r"plugin 'copycat': divergence 'kl' was skipped: the name is already registered "
+        r"by plugin 'divergences', whose divergence is kept",
+    ):
+        assert fm.registry().divergence("kl").plugin == "divergences"
 
 
 def test_a_plugin_that_raises_is_skipped_with_a_warning(

@@ -176,10 +176,17 @@ def test_misspelled_hook_is_reported_by_name(installed: dict[str, Path]) -> None
 
 
 def test_duplicate_names_are_reported_with_both_origins(installed: dict[str, Path]) -> None:
-    result = fmicl("list", "divergences", path=[installed["copycat"]])
-    assert result.returncode == 2
-    assert "'kl' is registered twice" in result.stderr
-    assert "'divergences'" in result.stderr and "'copycat_plugin'" in result.stderr
+    result = fmicl("list", "divergences", "--json", path=[installed["copycat"]])
+    assert result.returncode == 0
+    assert (
+        "warning: fmicl plugin 'copycat_plugin': divergence 'kl' was skipped: the name is "
+        "already registered by plugin 'divergences', whose divergence is kept" in result.stderr
+    )
+    rows = {row["name"]: row["plugin"] for row in json.loads(result.stdout)}
+    assert rows["kl"] == "divergences"
+    strict = fmicl("list", "divergences", path=[installed["copycat"]], FMICL_STRICT_PLUGINS="1")
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr
+    assert "'copycat_plugin': divergence 'kl' was skipped" in strict.stderr
 
 
 def test_fmicl_plugins_env_limits_entry_points(installed: dict[str, Path]) -> None:
