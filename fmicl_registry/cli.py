@@ -259,7 +259,8 @@ def _show_plugin_warnings_plainly() -> None:
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins_command(as_json: bool) -> None:
-    """List every loaded plugin: distribution, version and the hooks it implements."""
+    """List every plugin: distribution, version, the hooks it implements, and what was skipped
+    (a plugin that failed, a component registered wrongly or twice) and why."""
     from rich.table import Table
 
     from .plugins import plugin_info
@@ -273,6 +274,9 @@ def plugins_command(as_json: bool) -> None:
         table.add_column(column)
     for row in rows:
         status = f"skipped: {row['error']}" if row["error"] else "loaded"
+        skipped = [s.split(":", 1)[0] for s in row["skipped"]]  # type: ignore[attr-defined]
+        if skipped:  # the reasons are in the warnings and in --json
+            status += f"; skipped {', '.join(skipped)}"
         hooks = ", ".join(row["hooks"])  # type: ignore[arg-type]
         table.add_row(
             str(row["name"]), str(row["distribution"]), str(row["version"]), hooks, status
@@ -335,8 +339,9 @@ def _divergence_registrations() -> list[dict[str, Any]]:
     Only the divergence hooks run (the built-in catalog's, which reads TOML files, and the
     entry-point plugins'), so neither torch nor sympy is imported unless a plugin does it.
     When a registration is not plain data (a missing or unknown key, a wrong type, a name
-    given twice, a hook that fails), the full registry is built instead: it checks every
-    registration and says what is wrong, as every other command does.
+    given twice, a hook that fails or exits), the full registry is built instead: it checks
+    every registration and skips a wrong one with a warning that says what is wrong (an error
+    in strict mode), as every other command does.
     """
     import importlib
 
@@ -352,18 +357,27 @@ def _divergence_registrations() -> list[dict[str, Any]]:
     plugins._load_entry_points(pm)  # warns about a broken plugin as the registry does
     found: dict[str, dict[str, Any]] = {}
     plain = True
-    for impl in pm.hook.register_divergences.get_hookimpls():  # built-ins first
+    impls = sorted(  # built-ins first, as the registry does
+        pm.hook.register_divergences.get_hookimpls(),
+        key=lambda impl: impl.plugin_name not in plugins.BUILTIN_NAMES,
+    )
+    for impl in impls:
 
         def register(*, _plugin: str = impl.plugin_name, **kwargs: Any) -> None:
             nonlocal plain
             ok = set(kwargs) <= set(_SPEC_TYPES) and {"name", "generator"} <= set(kwargs)
             ok = ok and all(isinstance(v, _SPEC_TYPES[k]) for k, v in kwargs.items())
             params = kwargs.get("params") or {}
-            ok = ok and all(isinstance(v, int | float | str) for v in params.values())
-            if not ok or kwargs["name"].strip() in found:
+            ok = ok and all(_NAME.fullmatch(str(k)) for k in params)
+            ok = ok and all(
+                isinstance(v, int | float | str) and not isinstance(v, bool)
+                for v in params.values()
+            )
+            name = kwargs["name"].strip() if ok else ""
+            ok = ok and len(name) <= 64 and bool(_REGISTERED_NAME.fullmatch(name))
+            if not ok or name in found:
                 plain = False
                 return
-            name = kwargs["name"].strip()
             found[name] = {
                 "name": name,
                 "generator": kwargs["generator"],
@@ -374,14 +388,19 @@ def _divergence_registrations() -> list[dict[str, Any]]:
                 "reference": kwargs.get("reference", ""),
             }
 
-        try:
-            impl.function(register=register)
-        except Exception:
-            plain = False
+        with plugins.watching_ctrl_c() as ctrl_c:
+            try:
+                impl.function(register=register)
+            except KeyboardInterrupt:
+                if ctrl_c["pressed"]:
+                    raise
+                plain = False
+            except (Exception, SystemExit):  # plugin code: the registry reports it
+                plain = False
     if not plain:
         from .components import registry
 
-        specs = registry().divergences  # raises the error that says what is wrong
+        specs = registry().divergences  # warns about (or, strict, refuses) what is wrong
         return [
             {
                 "name": name,
@@ -584,30 +603,53 @@ def _split(values: str) -> list[str]:
 @click.option(
     "--resume",
     type=click.Path(file_okay=False, exists=True),
-    help="Continue the run in this folder from its last checkpoint.",
+    help="Continue the run in this folder from its last checkpoint "
+    "(--set train.epochs=N extends a finished run).",
 )
 def train(spec: str | None, overrides: tuple[str, ...], out: str, resume: str | None) -> None:
     """Pretrain an encoder as SPEC.toml says (default: the digits spec), then evaluate it.
 
     Writes a run folder: spec.toml, metrics.jsonl, checkpoints/, report.json, report.md and
     PNG plots. Under torchrun, every process trains on its share of each batch.
+
+    With --resume RUN, the run continues from its last verified checkpoint with its own
+    spec.toml; --set may change only keys that keep the run meaningful (train.epochs to more
+    epochs, eval.*, train.progress, train.log_every, train.checkpoint_every, data.num_workers,
+    data.root, run.device): any other change is refused, naming the keys.
     """
     from .training import load_spec
     from .training import train as run_training
 
-    if resume and (spec or overrides):
-        raise click.UsageError("--resume uses the run's own spec.toml; drop SPEC and --set")
-    loaded = None if resume else load_spec(spec, list(overrides))
-    run_training(loaded, out, resume=resume, log=_log)  # type: ignore[arg-type]
+    if resume and spec:
+        raise click.UsageError(
+            "--resume continues with the run's own spec.toml; drop SPEC (--set may change "
+            "what a resume allows, e.g. --set train.epochs=N to train a finished run longer)"
+        )
+    if resume:
+        run_training(None, out, resume=resume, overrides=list(overrides), log=_log)
+    else:
+        run_training(load_spec(spec, list(overrides)), out, log=_log)
 
 
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
-def eval_command(run_dir: str) -> None:
-    """Evaluate the last checkpoint of RUN_DIR again and rewrite its report."""
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Change an evaluation setting or where the data is (eval.*, data.root, run.device); "
+    "keys that change the trained model are refused.",
+)
+def eval_command(run_dir: str, overrides: tuple[str, ...]) -> None:
+    """Evaluate the last checkpoint of RUN_DIR again and rewrite its report.
+
+    The checkpoint is verified against its recorded checksum (previous.pt is used, with a
+    warning, when last.pt is unusable) and never unpickles code.
+    """
     from .training import evaluate_checkpoint
 
-    evaluate_checkpoint(run_dir, log=_log)
+    evaluate_checkpoint(run_dir, overrides=list(overrides), log=_log)
 
 
 @cli.command()

@@ -542,6 +542,7 @@ def train(
                             "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(),
                             "rng": ckpt.rng_state(),
+                            "spec": spec.data,  # what a resume is compared with
                         },
                         checkpoints,
                     )
