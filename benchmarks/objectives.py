@@ -93,7 +93,7 @@ def peak_mib(loss: Loss, inputs: list[torch.Tensor]) -> float:
 
 
 def reference_fmicl(z1: torch.Tensor, z2: torch.Tensor, pos: Term, neg: Term) -> torch.Tensor:
-    """PAPER.md section 3 written out by hand, as the paper's code does (pdist, i < j)."""
+    """The f-MICL objective (Lu et al. 2023) by hand, as the paper's code does (pdist, i < j)."""
     x, y = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     log_r_pos = -GAMMA * (x - y).pow(2).sum(1)
     log_r_neg = -GAMMA * torch.pdist(x).pow(2)

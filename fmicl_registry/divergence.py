@@ -1,7 +1,7 @@
 """``Divergence``: the symbolic and compiled views of one generator ``f(u)``.
 
 ``define_divergence`` is the entry point: parse (safely), check, derive, choose stable forms,
-compile to torch, cache. See PAPER.md sections 1-2 for the maths.
+compile to torch, cache. See Lu et al. 2023 (f-MI bound, f-Gaussian similarity) for the maths.
 """
 
 from __future__ import annotations
@@ -239,7 +239,7 @@ class Divergence:
 
     # ------------------------------------------------------------------ compiled views
     def lower_bound(self, log_r_pos: Tensor, log_r_neg: Tensor) -> Tensor:
-        """The variational lower bound on the f-mutual information (PAPER.md section 1).
+        """The variational lower bound on the f-mutual information (Lu et al. 2023).
 
         ``mean positive_term(log_r_pos) - mean negative_term(log_r_neg)``, where ``log_r_pos``
         holds log density ratios of joint (positive) pairs and ``log_r_neg`` of product-of-

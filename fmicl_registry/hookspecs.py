@@ -63,7 +63,7 @@ class RegisterComponent(Protocol):
 class Similarity(Protocol):
     """What a similarity factory returns (``factory(**options)``).
 
-    ``kind`` says how the f-MICL objective uses the values (PAPER.md section 2): a
+    ``kind`` says how the f-MICL objective uses the values (Lu et al. 2023): a
     ``"log_ratio"`` is a log density ratio ``log_r`` fed to ``positive_term``/``negative_term``
     (the f-Gaussian similarity); a ``"critic"`` is the critic value ``s`` itself, used as
     ``s`` for positives and ``f*(s)`` for negatives. ``value_range`` is the closed interval the

@@ -1,4 +1,4 @@
-"""Similarities between projections (PAPER.md section 2), registered by the built-in plugin.
+"""Similarities between projections (Lu et al. 2023), registered by the built-in plugin.
 
 - ``gaussian``: the f-Gaussian log density ratio ``log r = log mu - gamma ||x - y||^2`` of
   unit vectors (kind ``"log_ratio"``, used through ``positive_term``/``negative_term``);
@@ -45,8 +45,8 @@ def _positive(name: str, value: float) -> float:
 
 
 class Gaussian:
-    """The f-Gaussian similarity: ``log r(x, y) = log mu - gamma ||x - y||^2`` (PAPER.md eq. in
-    section 2) on L2-normalised ``x``, ``y``; ``gamma = 1 / (2 sigma^2)``.
+    """The f-Gaussian similarity: ``log r(x, y) = log mu - gamma ||x - y||^2`` (Lu et al.
+    2023) on L2-normalised ``x``, ``y``; ``gamma = 1 / (2 sigma^2)``.
 
     The squared distance of unit vectors lies in ``[0, 4]``, so ``log r`` lies in
     ``[log mu - 4 gamma, log mu]`` (``value_range()``; the f-MICL objective specialises the
@@ -106,8 +106,8 @@ class Gaussian:
 
 
 class Cosine:
-    """The cosine critic: ``s(x, y) = scale <x, y>`` on L2-normalised ``x``, ``y`` (PAPER.md
-    section 2), values in ``[-scale, scale]``.
+    """The cosine critic: ``s(x, y) = scale <x, y>`` on L2-normalised ``x``, ``y`` (Lu et al.
+    2023), values in ``[-scale, scale]``.
 
     Used as the critic value directly, so the negative term is ``f*(s)``: the f-MICL objective
     refuses a divergence whose conjugate domain does not contain ``[-scale, scale]``. With

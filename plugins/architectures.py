@@ -1,4 +1,4 @@
-"""Built-in plugin: the architectures of PAPER.md section 5, any objective plugs in."""
+"""Built-in plugin: the architectures of Lu et al. 2023's experiments, any objective plugs in."""
 
 from __future__ import annotations
 

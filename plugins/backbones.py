@@ -1,5 +1,5 @@
-"""Built-in plugin: the backbones of PAPER.md section 5, a small CNN for quick demos, and the
-text encoders of the SimCSE-style runs."""
+"""Built-in plugin: the backbones of Lu et al. 2023's experiments, a small CNN for quick demos,
+and the text encoders of the SimCSE-style runs."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Built-in plugin: the data sets of PAPER.md section 5, the embedded default (digits), and the
-text data of the SimCSE-style runs (textlines, stsb)."""
+"""Built-in plugin: the data sets of Lu et al. 2023's experiments, the embedded default (digits),
+and the text data of the SimCSE-style runs (textlines, stsb)."""
 
 from __future__ import annotations
 

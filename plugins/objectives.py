@@ -1,4 +1,4 @@
-"""Built-in plugin: f-MICL and the baselines it is compared with (PAPER.md sections 3 and 5)."""
+"""Built-in plugin: f-MICL and the baselines it is compared with (Lu et al. 2023)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Built-in plugin: the similarities of PAPER.md section 2."""
+"""Built-in plugin: the similarities of Lu et al. 2023 (f-Gaussian, cosine)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The similarities of PAPER.md section 2, against their formulas computed by loops."""
+"""The similarities of Lu et al. 2023 (f-Gaussian, cosine), against loop-computed formulas."""
 
 from __future__ import annotations
 

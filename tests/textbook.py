@@ -1,4 +1,4 @@
-"""The paper's table of divergences, typed in by hand (PAPER.md section 4).
+"""The paper's table of divergences, typed in by hand (Lu et al. 2023).
 
 The independent reference for every numerical test: nothing here uses the library. For each
 catalog name, ``(f'(u), f*(t))`` as mpmath functions. Tsallis (a = 3/2, the catalog default) is

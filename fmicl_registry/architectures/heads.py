@@ -12,7 +12,7 @@ class MLPHead(nn.Sequential):
 
     Between layers: BatchNorm1d (when ``batch_norm``) and ReLU. The heads of the papers:
 
-    - f-MICL / SimCLR (Lu et al. 2023, PAPER.md section 5; Chen et al. 2020): 3 layers, BN,
+    - f-MICL / SimCLR (Lu et al. 2023; Chen et al. 2020): 3 layers, BN,
       output 512;
     - MoCo v2 (Chen, Fan, Girshick and He 2020): 2 layers, no BN, hidden 2048, output 128;
     - MoCo v3 (Chen, Xie and He 2021): projector 3 layers with BN after every layer, the last

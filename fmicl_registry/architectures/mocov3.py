@@ -25,7 +25,7 @@ class MoCoV3(nn.Module):
     with no queue: the negatives are the other keys of the batch (gathered across processes by
     the objective). ``fm.get_objective("moco_infonce", queue_size=0)`` gives MoCo v3's InfoNCE
     (up to its ``2 * temperature`` scale); the f-MICL paper swaps in f-MICL with ViT-S on
-    ImageNet (PAPER.md section 5). The momentum encoder and projector follow
+    ImageNet (Lu et al. 2023). The momentum encoder and projector follow
     ``m * k_param + (1 - m) * q_param`` once per training ``forward`` (not in eval mode);
     ``self.momentum`` can be changed between steps (MoCo v3 anneals it to 1 with a cosine).
     They are in the ``state_dict``, with ``requires_grad=False``: give the optimizer only the

@@ -18,7 +18,7 @@ class SimCLR(nn.Module):
 
     ``loss = objective(head(encoder(view1)), head(encoder(view2)))``. With
     ``fm.get_objective("infonce")`` this is SimCLR; with ``fm.get_objective("fmicl", ...)`` it
-    is the f-MICL paper's vision setup (Lu et al. 2023, PAPER.md section 5: 3-layer head,
+    is the f-MICL paper's vision setup (Lu et al. 2023: 3-layer head,
     embedding 512), the architecture unchanged.
 
     The two views go through the encoder as one batch of ``2N`` images, as in SimCLR's code, so

@@ -5,7 +5,7 @@ options; every factory returns an ``nn.Module`` with an int ``output_dim`` attri
 architectures' projection heads read. The built-in plugin registers:
 
 - ``small_cnn``: :class:`SmallCNN`, three conv blocks for 8x8 / 28x28 / 32x32 images;
-- ``resnet18``, ``resnet50``: torchvision's, CIFAR stem when ``H <= 64`` (PAPER.md section 5);
+- ``resnet18``, ``resnet50``: torchvision's, CIFAR stem when ``H <= 64`` (Lu et al. 2023);
 - ``vit_small``: torchvision's ``VisionTransformer`` as ViT-S (MoCo v3's backbone);
 - ``minilm``, ``transformer``: :class:`TransformerEncoder`, a Hugging Face text encoder taking a
   list of sentences (all-MiniLM-L6-v2, bundled; or any local model folder), for SimCSE.

@@ -1,6 +1,6 @@
 """ResNet-18 and ResNet-50 from torchvision (He et al. 2016), optionally with the CIFAR stem.
 
-The f-MICL paper (PAPER.md section 5) trains ResNet-18 on CIFAR-10 and ResNet-50 on STL-10 and
+The f-MICL paper (Lu et al. 2023) trains ResNet-18 on CIFAR-10 and ResNet-50 on STL-10 and
 TinyImageNet. For small images the usual CIFAR variant (SimCLR, Chen et al. 2020, appendix
 B.9) replaces the 7x7 stride-2 first convolution by a 3x3 stride-1 one and drops the max pool.
 """

@@ -1,6 +1,6 @@
 """ViT-Small from torchvision's ``VisionTransformer`` (Dosovitskiy et al. 2021).
 
-The f-MICL paper's ImageNet result (PAPER.md section 5) swaps the objective of MoCo v3 (Chen,
+The f-MICL paper's ImageNet result (Lu et al. 2023) swaps the objective of MoCo v3 (Chen,
 Xie and He 2021), whose backbone is ViT-S: 12 layers, 6 heads, width 384, MLP 1536, patch 16.
 For small images (``H <= 64``) the patch defaults to 4, the usual CIFAR choice, so a 32x32
 image gives 64 tokens. This is torchvision's model as it is (learned position embedding,

@@ -4,7 +4,7 @@
 Recipes:
 
 - ``"simclr"``: the SimCLR recipe (Chen et al. 2020, appendix A), which f-MICL uses for its
-  image experiments (PAPER.md section 5): random resized crop (scale 0.08-1), horizontal flip,
+  image experiments (Lu et al. 2023): random resized crop (scale 0.08-1), horizontal flip,
   colour jitter (0.4, 0.4, 0.4, 0.1) with probability 0.8, grayscale with probability 0.2 and,
   for images of 96 pixels or more, Gaussian blur (kernel ~10% of the size, sigma 0.1-2) with
   probability 0.5. On one-channel images only brightness and contrast are jittered.

@@ -34,7 +34,7 @@ class _Wrapper:
 
 class TwoViews(_Wrapper, Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
     """``(transform(x), transform(x), label)``: two independent random views of each image,
-    the positive pair of contrastive pretraining (PAPER.md section 3).
+    the positive pair of contrastive pretraining (Lu et al. 2023).
 
     Example:
         >>> import torch

@@ -1,4 +1,4 @@
-"""The convex conjugate ``f*(t) = sup_{u > 0} (u t - f(u))`` (PAPER.md section 1).
+"""The convex conjugate ``f*(t) = sup_{u > 0} (u t - f(u))`` (Lu et al. 2023).
 
 Closed form: solve ``f'(u) = t`` for ``u``, keep the root with ``u = 1`` at ``t = f'(1)``, and
 substitute, ``f*(t) = u(t) t - f(u(t))``. The result is checked against the Fenchel-Young

@@ -1,4 +1,4 @@
-"""Derivation and definition-time checks of a generator ``f(u)`` (PAPER.md section 1).
+"""Derivation and definition-time checks of a generator ``f(u)`` (f-MI, Lu et al. 2023).
 
 ``derive`` takes the parsed generator (parameters already substituted), checks what makes it an
 f-divergence generator, ``f(1) = 0`` (or subtracts it with ``normalize``), real and twice

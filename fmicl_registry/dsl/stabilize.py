@@ -1,4 +1,4 @@
-"""Choose numerically stable forms of the composed terms (PAPER.md section 2).
+"""Choose numerically stable forms of the composed terms (Lu et al. 2023).
 
 The composed terms are functions of ``log_r`` (``u = exp(log_r)``)::
 

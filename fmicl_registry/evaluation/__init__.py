@@ -1,6 +1,6 @@
 """Evaluation of learned representations: kNN, linear probe, baselines, feature geometry.
 
-The measurements of the f-MICL paper (PAPER.md section 5) and of its analysis (section 4):
+The measurements of the f-MICL paper (Lu et al. 2023: its experiments and its analysis):
 
 - :func:`extract_features` computes a frozen encoder's features once; :func:`raw_features` gives
   the flattened inputs (the raw-input baseline). The random-encoder baseline is

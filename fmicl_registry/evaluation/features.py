@@ -1,6 +1,6 @@
 """Features for evaluation: computed once from a frozen encoder, or the raw inputs themselves.
 
-The evaluation protocol of self-supervised learning (kNN monitor, linear probe; PAPER.md section 5)
+The evaluation protocol of self-supervised learning (kNN monitor, linear probe; Lu et al. 2023)
 freezes the pretrained encoder, computes one feature vector per example, and fits only a classifier
 on top. :func:`extract_features` computes those vectors; :func:`raw_features` gives the flattened
 inputs, the baseline that shows what pretraining bought. The other baseline, a randomly initialised

@@ -2,7 +2,7 @@
 
 The classifier of Wu et al., "Unsupervised Feature Learning via Non-Parametric Instance
 Discrimination", CVPR 2018 (section 3.4), as used by solo-learn and lightly and by the f-MICL paper
-(PAPER.md section 5, k = 200): features are L2-normalised, the k training examples with the largest
+(Lu et al. 2023, k = 200): features are L2-normalised, the k training examples with the largest
 cosine similarity ``s`` to a test example vote for their class with weight ``exp(s / T)``, and the
 class with the largest total weight is the prediction.
 """
@@ -73,7 +73,7 @@ def knn_accuracy(
     largest, a vote of weight ``exp(s / T)`` for each neighbour's class, and the class with the
     largest summed weight as the prediction (ties between classes go to the smallest class index).
     This is the kNN monitor of InstDisc, solo-learn and lightly, and the kNN column of the f-MICL
-    paper (k = 200, PAPER.md section 5); multiply by 100 for the percentages printed in reports.
+    paper (k = 200, Lu et al. 2023); multiply by 100 for the percentages printed in reports.
 
     Args:
         train_features, train_labels: the memory bank, ``(N, F)`` floats and ``(N,)`` integer

@@ -1,7 +1,7 @@
 """Linear evaluation: a linear classifier trained on frozen features (the linear probe).
 
 The standard protocol of self-supervised learning (SimCLR, Chen et al. 2020, appendix B.6; the
-linear columns of the f-MICL paper, PAPER.md section 5): the encoder is frozen, features are
+linear-evaluation results of the f-MICL paper, Lu et al. 2023): the encoder is frozen, features are
 computed once (:func:`~fmicl_registry.evaluation.extract_features`), and only one linear layer is
 trained on them with cross-entropy; its test top-1 accuracy measures the representation.
 """

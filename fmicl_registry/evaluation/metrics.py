@@ -2,10 +2,10 @@
 
 Alignment and uniformity are the two properties Wang and Isola ("Understanding Contrastive
 Representation Learning through Alignment and Uniformity on the Hypersphere", ICML 2020, section
-4.1) identify in contrastive representations, and f-MICL's analysis follows them (PAPER.md section
-4): the positive term of the objective aligns the two views of a sample, the negative term spreads
-different samples apart. :func:`distance_distribution` gives the distances behind both, whose
-histograms are the f-MICL paper's Figure 4.
+4.1) identify in contrastive representations, and f-MICL's analysis follows them
+(Lu et al. 2023): the positive term of the objective aligns the two views of a sample, the
+negative term spreads different samples apart. :func:`distance_distribution` gives the distances
+behind both, whose histograms are the f-MICL paper's Figure 4.
 
 Every function L2-normalises its inputs' rows first, so it measures directions only.
 
@@ -92,7 +92,7 @@ def uniformity(z: Tensor, t: float = 2.0, *, chunk_size: int = 1024) -> float:
     Wang and Isola 2020, the uniformity loss of eq. (5) with its default ``t = 2``, over all
     ``N (N - 1) / 2`` pairs of distinct rows of ``z`` after L2 normalisation. On the unit sphere the
     squared distance lies in [0, 4], so the value lies in [-4 t, 0]; the minimum over ``N <= D + 1``
-    points is reached by a regular simplex (PAPER.md section 4).
+    points is reached by a regular simplex (Lu et al. 2023, uniformity).
 
     The sum is a log-sum-exp (no underflow whatever ``t``), computed ``chunk_size`` rows at a
     time against the rows after them: memory ``O(chunk_size * N)``, time ``O(N^2 D)``; for very
@@ -148,7 +148,7 @@ def distance_distribution(
     """Euclidean distances of positive and negative pairs of L2-normalised features.
 
     The quantities whose histograms are the f-MICL paper's Figure 4 (the distances that the
-    positive and negative terms of the objective act on, PAPER.md sections 2-3). Distances, not
+    positive and negative terms of the objective act on, Lu et al. 2023). Distances, not
     squared distances: on the unit sphere they lie in [0, 2] (squared: [0, 4]).
 
     - ``"positive"``: ``||x_i - y_i||`` for every row ``i`` (``N`` values, in row order), with

@@ -1,7 +1,7 @@
 """The mutual-information estimator benchmark: is a divergence's bound tight, biased or noisy?
 
-The f-MICL objective is a variational lower bound on the f-mutual information (PAPER.md
-section 1). This package measures how well each registered divergence's bound estimates its own
+The f-MICL objective is a variational lower bound on the f-mutual information (Lu et al.
+2023). This package measures how well each registered divergence's bound estimates its own
 ``I_f`` on the standard task of Poole et al. (2019), "On variational bounds of mutual
 information", and Song and Ermon (2020), "Understanding the limitations of variational mutual
 information estimators": correlated Gaussians in 20 dimensions, the true KL mutual information

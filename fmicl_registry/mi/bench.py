@@ -8,7 +8,7 @@ separable and a concatenation critic. One critic per (objective, critic kind) is
 the whole staircase, maximising its objective:
 
 - an f-divergence: ``Divergence.lower_bound(log_r_pos, log_r_neg)``, the variational lower bound
-  on ``I_f`` (PAPER.md section 1), with the critic's scores as log ratios: the diagonal pairs
+  on ``I_f`` (Lu et al. 2023), with the critic's scores as log ratios: the diagonal pairs
   ``(x_i, y_i)`` are the joint samples, the ``B (B - 1)`` off-diagonal pairs ``(x_i, y_j)`` the
   product-of-marginals samples. Scores pass through ``clip * tanh(T / clip)`` (``clip = 40``:
   the identity to within 2% up to ``|T| = 10``) so the exponential terms stay finite in float32;

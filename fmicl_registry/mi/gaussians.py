@@ -1,4 +1,4 @@
-"""The correlated-Gaussian task of the mutual-information benchmark (PAPER.md section 6).
+"""The correlated-Gaussian task of the mutual-information benchmark (Poole et al. 2019).
 
 ``x ~ N(0, I_d)`` and ``y = rho x + sqrt(1 - rho^2) eps`` with ``eps ~ N(0, I_d)``: each
 coordinate pair is a standard bivariate normal with correlation ``rho``, independent of the

@@ -219,8 +219,8 @@ def markdown_report(result: BenchResult, plot: str | None = None) -> str:
         "## Ground truth",
         "",
         "Closed form: the generator expands into terms c u^a (log u)^m, whose expectations "
-        "E_q[r^a (log r)^m] under the product of the Gaussian marginals are exact (PAPER.md "
-        "section 6 for KL, Pearson and squared Hellinger). Monte Carlo: the exact density "
+        "E_q[r^a (log r)^m] under the product of the Gaussian marginals are exact (known "
+        "closed forms for KL, Pearson and squared Hellinger). Monte Carlo: the exact density "
         "ratio on samples of the mixture of joint and product, 2 f(r) / (1 + r), with its "
         "standard error (`fmicl_registry.mi.truth`).",
         "",

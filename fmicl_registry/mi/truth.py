@@ -13,7 +13,7 @@ and ``d`` independent pairs multiply: ``E_q[r^a] = M(a)^d``. Differentiating in 
 ``E_q[r^a (log r)^m] = d^m/da^m M(a)^d``. So every generator that expands into terms
 ``c u^a (log u)^m`` has an exact I_f: KL ``u log u`` gives ``-(d/2) log(1 - rho^2)``, Pearson
 ``(u - 1)^2`` gives ``(1 - rho^2)^(-d) - 1``, squared Hellinger ``(sqrt u - 1)^2`` gives
-``2 - 2 (2 (1 - rho^2)^(1/4) / sqrt(4 - rho^2))^d`` (PAPER.md section 6), and so are Tsallis,
+``2 - 2 (2 (1 - rho^2)^(1/4) / sqrt(4 - rho^2))^d`` (closed forms), and so are Tsallis,
 reverse KL, Neyman chi^2 and Jeffrey. The decomposition is read off the divergence's sympy
 generator, so a user's TOML divergence of that shape gets an exact truth too. When a term's
 moment diverges the truth is ``+inf`` (for a convex ``f`` the most extreme power dominates with a
@@ -102,19 +102,19 @@ class Truth:
 
 
 def kl_mi(rho: float, dim: int) -> float:
-    """KL mutual information ``-(d/2) log(1 - rho^2)`` (PAPER.md section 6)."""
+    """KL mutual information ``-(d/2) log(1 - rho^2)`` (closed form)."""
     _check_rho(rho)
     return -0.5 * dim * math.log1p(-rho * rho)
 
 
 def pearson_mi(rho: float, dim: int) -> float:
-    """Pearson chi^2 mutual information ``(1 - rho^2)^(-d) - 1`` (PAPER.md section 6)."""
+    """Pearson chi^2 mutual information ``(1 - rho^2)^(-d) - 1`` (closed form)."""
     _check_rho(rho)
     return math.expm1(-dim * math.log1p(-rho * rho))
 
 
 def squared_hellinger_mi(rho: float, dim: int) -> float:
-    """Squared Hellinger ``2 - 2 (2 (1 - rho^2)^(1/4) / sqrt(4 - rho^2))^d`` (PAPER.md s. 6)."""
+    """Squared Hellinger ``2 - 2 (2 (1 - rho^2)^(1/4) / sqrt(4 - rho^2))^d`` (closed form)."""
     _check_rho(rho)
     log_bc = math.log(2.0) + 0.25 * math.log1p(-rho * rho) - 0.5 * math.log(4.0 - rho * rho)
     return -2.0 * math.expm1(dim * log_bc)
@@ -345,7 +345,7 @@ def bound_at_optimal_critic(
     """``Divergence.lower_bound`` with the exact log density ratio as the critic, and its
     standard error (float64; independent joint and product samples).
 
-    The bound is tight at the optimal critic ``log r`` (PAPER.md section 1), so this estimates
+    The bound is tight at the optimal critic ``log r`` (Lu et al. 2023), so this estimates
     the true ``I_f``: ``E_p f'(r) - E_q [r f'(r) - f(r)] = E_q f(r)``.
 
     Example:

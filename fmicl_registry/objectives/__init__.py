@@ -1,4 +1,4 @@
-"""Contrastive objectives: f-MICL (PAPER.md section 3) and the baselines it is compared with.
+"""Contrastive objectives: f-MICL (Lu et al. 2023) and the baselines it is compared with.
 
 ``functional`` holds the maths as pure functions, ``modules`` the ``torch.nn.Module`` wrappers
 (state: a queue of keys; gathering across processes), ``negatives`` the chunked negative sums.

@@ -1,6 +1,6 @@
 """The objectives as pure functions of the projections (no state, no communication).
 
-- :func:`fmicl_loss`: f-MICL (PAPER.md section 3) with any divergence and similarity;
+- :func:`fmicl_loss`: f-MICL (Lu et al. 2023) with any divergence and similarity;
 - :func:`infonce_loss`: NT-Xent exactly as SimCLR (Chen et al. 2020, eq. 1);
 - :func:`moco_infonce_loss`: InfoNCE of queries against keys and a queue (He et al. 2020, eq. 1);
 - :func:`align_uniform_loss`: alignment + uniformity (Wang and Isola 2020, eq. 4-5).
@@ -52,7 +52,7 @@ class ObjectiveError(FmiclError):
 def critic_terms(
     divergence: Divergence, similarity: Similarity, *, trainable: bool | None = None
 ) -> tuple[Term, Term]:
-    """``(positive, negative)`` as functions of the similarity values (PAPER.md section 2).
+    """``(positive, negative)`` as functions of the similarity values (Lu et al. 2023).
 
     A log ratio ``log_r`` gives ``f'(exp(log_r))`` and ``f*(f'(exp(log_r)))``: for a
     ``Divergence``, its terms specialised to the similarity's ``value_range()``
@@ -89,7 +89,7 @@ def _contains(domain: sp.Interval, value: float) -> bool:
 
 
 def check_domain(divergence: Divergence, similarity: Similarity) -> None:
-    """Refuse a critic similarity whose values leave the domain of ``f*`` (PAPER.md section 2:
+    """Refuse a critic similarity whose values leave the domain of ``f*`` (Lu et al. 2023:
     ``f*(s)`` is only finite there; the paper reports cosine failing with VLC).
 
     Raises:
@@ -119,7 +119,7 @@ def check_domain(divergence: Divergence, similarity: Similarity) -> None:
         f"the {similarity!r} critic takes values in [{low:g}, {high:g}], which is not inside "
         f"the domain of f* for divergence {name!r}, {domain} (f* is infinite or undefined "
         f"outside it, so the negative term f*(s) would be inf or NaN). Use "
-        f"similarity='gaussian' (the f-Gaussian log ratio, PAPER.md section 2, works with "
+        f"similarity='gaussian' (the f-Gaussian log ratio of Lu et al. 2023, works with "
         f"every divergence){hint}."
     )
 
@@ -256,7 +256,7 @@ def fmicl_loss(
     chunk_size: ChunkSize = "auto",
     terms: dict[str, Tensor] | None = None,
 ) -> Tensor:
-    """The f-MICL loss (PAPER.md section 3), to minimise::
+    """The f-MICL loss (Lu et al. 2023), to minimise::
 
         -( mean_i pos(s(z1_i, z2_i)) - alpha * mean_{negative pairs (a, b)} neg(s(a, b)) )
 

@@ -143,7 +143,7 @@ def _divergence(divergence: Any, options: Mapping[str, Any] | None) -> Divergenc
 
 
 class FMICL(nn.Module):
-    """The f-MICL objective (Lu et al. 2023; PAPER.md section 3), to minimise::
+    """The f-MICL objective (Lu et al. 2023), to minimise::
 
         -( mean_i pos(s(z1_i, z2_i)) - alpha * mean_{i != j} neg(s(z1_i, z1_j)) )
 

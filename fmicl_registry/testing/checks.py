@@ -1,6 +1,6 @@
 """``check_divergence``: the properties every f-divergence must have, tested with hypothesis.
 
-Each property is stated in PAPER.md sections 1-2: ``f`` is convex on ``u > 0`` with
+Each property is stated in Lu et al. 2023: ``f`` is convex on ``u > 0`` with
 ``f(1) = 0``; ``f'`` is its derivative; ``f*`` is its convex conjugate (Fenchel-Young); and the
 composed terms are ``f'(exp(log_r))`` and ``f*(f'(exp(log_r))) = u f'(u) - f(u)``.
 

@@ -1,6 +1,6 @@
 """Numerical stability of the composed terms (kept apart, in the style of optax).
 
-Reference: the paper's textbook formulas (PAPER.md section 4, table), typed in by hand here and
+Reference: the paper's textbook formulas (Lu et al. 2023, table), typed in by hand here and
 evaluated with 120-digit mpmath; gradients by mpmath's numerical differentiation of the same.
 Nothing here reuses the library's derivation. The requirement: in float32, for log_r in
 [-80, 80], both terms and their gradients are finite wherever the exact value is finite and
@@ -111,7 +111,7 @@ def test_float32_slopes_match_the_textbook_gradient(
 
 
 def test_the_textbook_vlc_composed_term_in_the_paper_is_wrong() -> None:
-    # PAPER.md: the paper's table gives 3 - 4/(u+1); the correct value is (u-1)(3u+1)/(u+1)^2.
+    # Lu et al. 2023: the paper's table gives 3 - 4/(u+1); the correct value is (u-1)(3u+1)/(u+1)^2.
     d = fm.get_divergence("vlc")
     u = torch.tensor([0.5, 2.0, 7.0], dtype=torch.float64)
     ours = d.negative_term(torch.log(u))

@@ -71,7 +71,8 @@ def test_uniformity_of_a_regular_simplex_has_its_closed_form(n: int, d: int, t: 
 
 
 def test_the_regular_simplex_is_the_most_uniform() -> None:
-    # PAPER.md section 4: for N <= d + 1 points the minimum of the negative term is the simplex.
+    # Lu et al. 2023 (uniformity): for N <= d + 1 points the minimum of the negative term is the
+    # simplex.
     simplex = uniformity(_regular_simplex(6, 6))
     g = torch.Generator().manual_seed(1)
     for _ in range(20):

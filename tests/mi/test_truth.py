@@ -1,4 +1,4 @@
-"""Ground truth of the f-mutual information: PAPER.md section 6's closed forms, the general
+"""Ground truth of the f-mutual information: the correlated-Gaussian closed forms, the general
 moment formula, Monte Carlo with standard errors, an independent d = 1 integration, and the
 bound at the optimal critic (it is tight, so it recovers the truth)."""
 
@@ -27,7 +27,8 @@ from fmicl_registry.mi import (
     squared_hellinger_mi,
 )
 
-# The generators of PAPER.md section 4, typed in by hand for numpy (nothing from the library).
+# The generators of the paper's table of divergences (Lu et al. 2023), typed in by hand for
+# numpy (nothing from the library).
 A = 1.5
 GENERATORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "kl": lambda u: u * np.log(u),

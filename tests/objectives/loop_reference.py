@@ -1,7 +1,7 @@
 """Loop-based references for the objective tests: python loops over pairs, float64 / mpmath.
 
-Nothing here uses the library: f' and f* are typed in from PAPER.md's table (section 4), the
-losses follow the papers' formulas term by term (f-MICL: PAPER.md section 3; NT-Xent: SimCLR
+Nothing here uses the library: f' and f* are typed in from the table of divergences of Lu et al.
+2023, the losses follow the papers' formulas term by term (f-MICL: Lu et al. 2023; NT-Xent: SimCLR
 eq. 1; MoCo eq. 1; Wang and Isola eq. 4-5).
 """
 
@@ -16,7 +16,7 @@ from textbook import TEXTBOOK
 
 Vector = list[float]
 
-#: The cosine critic [-1, 1] lies inside the domain of f* only for these (PAPER.md table).
+#: The cosine critic [-1, 1] lies inside the domain of f* only for these (Lu et al. 2023, table).
 COSINE_OK = {"kl", "pearson", "jeffrey"}
 
 
@@ -58,7 +58,7 @@ def fmicl_reference(
                 return fp(mu * mpmath.exp(-gamma * mpmath.mpf(squared_distance(x, y))))
 
             def neg(x: Vector, y: Vector) -> mpmath.mpf:
-                return fstar(pos(x, y))  # f*(f'(G(x, y))), PAPER.md section 2
+                return fstar(pos(x, y))  # f*(f'(G(x, y))), f-Gaussian similarity (Lu et al. 2023)
         else:
 
             def pos(x: Vector, y: Vector) -> mpmath.mpf:

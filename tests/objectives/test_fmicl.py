@@ -1,5 +1,5 @@
-"""The f-MICL objective: pinned to loop-based references of the paper's formula (PAPER.md
-section 3), for every catalog divergence, both similarities, every negative set and a queue."""
+"""The f-MICL objective: pinned to loop-based references of the paper's formula (Lu et al.
+2023), for every catalog divergence, both similarities, every negative set and a queue."""
 
 from __future__ import annotations
 
@@ -283,7 +283,7 @@ def test_second_derivatives_match_the_plain_path() -> None:
 def _kl_by_hand(
     z1: torch.Tensor, z2: torch.Tensor, gamma: float, alpha: float, negatives: str
 ) -> torch.Tensor:
-    """PAPER.md's objective for KL written out with plain torch (float64, no library code):
+    """The f-MICL objective (Lu et al. 2023) for KL in plain torch (float64, no library code):
     f'(u) = log u + 1, f*(t) = exp(t - 1), so with log_r = -gamma ||x - y||^2 the positive
     term is log_r + 1 and the negative term is exp(log_r)."""
     x = z1 / z1.norm(dim=-1, keepdim=True)

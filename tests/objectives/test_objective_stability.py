@@ -1,7 +1,7 @@
 """Numerical stability of the f-MICL objective (kept apart, in the style of optax).
 
 For every catalog divergence with the f-Gaussian similarity at the paper's two settings
-(gamma = 1, alpha = 40 for vision; gamma = 20, alpha = 409600 for text; PAPER.md section 3):
+(gamma = 1, alpha = 40 for vision; gamma = 20, alpha = 409600 for text; Lu et al. 2023):
 losses and gradients are finite in float32 and bfloat16 on random unit vectors, identical
 pairs and antipodal pairs, and float32 gradients are within 1e-4 relative of float64.
 

@@ -148,7 +148,7 @@ def _positive_term_sign_error() -> fm.Divergence:
 
 
 def _vlc_paper_negative_term() -> fm.Divergence:
-    # PAPER.md section 4: the paper's table gives f*(f'(u)) = 3 - 4/(u+1) for VLC.
+    # Lu et al. 2023: the paper's table of divergences gives f*(f'(u)) = 3 - 4/(u+1) for VLC.
     d = fm.get_divergence("vlc")
     d.negative_term = lambda s: 3 - 4 / (torch.exp(s) + 1)
     return d

@@ -20,7 +20,7 @@ def register_divergences(register: Any) -> None:
 class Laplace:
     """Laplace-kernel log density ratio: ``log r = log mu - gamma ||x - y||`` on unit vectors.
 
-    Like the f-Gaussian similarity (PAPER.md section 2) with the distance instead of its square.
+    Like the f-Gaussian similarity (Lu et al. 2023) with the distance instead of its square.
     """
 
     kind = "log_ratio"
