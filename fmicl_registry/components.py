@@ -146,9 +146,9 @@ class ComponentSpec:
 
     Example:
         >>> import fmicl_registry as fm
-        >>> spec = fm.registry().get("divergences", "kl")
-        >>> spec.plugin
-        'divergences'
+        >>> spec = fm.registry().get("similarities", "gaussian")
+        >>> spec.kind, spec.plugin
+        ('similarities', 'similarities')
     """
 
     kind: str

@@ -21,7 +21,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -913,12 +913,3 @@ def _settle_resumed_folder(run_dir: Path, opened: _Opened, log: Callable[[str], 
         tmp = run_dir / ".spec.toml.tmp"
         tmp.write_text(opened.spec.to_toml())
         os.replace(tmp, opened.spec_file)
-
-
-def iter_metrics(run_dir: Path) -> Iterator[dict[str, Any]]:
-    """The records of a run's ``metrics.jsonl``."""
-    path = run_dir / "metrics.jsonl"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                yield json.loads(line)
