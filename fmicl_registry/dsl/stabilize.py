@@ -531,6 +531,7 @@ def _exps_joined(expr: sp.Expr) -> sp.Expr:
 
 
 # --------------------------------------------------------------------------------- selection
+@functools.lru_cache(maxsize=16384)  # overflow_edges and reference ask for the same points
 def _exact_at(expr: sp.Expr, x: float) -> float:
     """``expr`` at ``log_r = x`` to float64, exact: evaluated at 60 digits and again at more,
     until two evaluations agree (``1/u - 1/(u + 1) - 1/(u + 1)**2`` at ``u = e^80`` cancels 70
