@@ -322,16 +322,6 @@ def list_kind(kind: str, as_json: bool) -> None:
         click.echo(f"no {kind} registered yet", err=True)
 
 
-_SPEC_TYPES: dict[str, type | tuple[type, ...]] = {
-    "name": str,
-    "generator": str,
-    "params": (dict, type(None)),
-    "normalize": bool,
-    "description": str,
-    "reference": str,
-}
-
-
 def _divergence_registrations() -> list[dict[str, Any]]:
     """Every registered divergence as its plugin declares it (name, generator, params,
     normalize, description, reference, plugin), sorted by name.
@@ -365,8 +355,12 @@ def _divergence_registrations() -> list[dict[str, Any]]:
 
         def register(*, _plugin: str = impl.plugin_name, **kwargs: Any) -> None:
             nonlocal plain
-            ok = set(kwargs) <= set(_SPEC_TYPES) and {"name", "generator"} <= set(kwargs)
-            ok = ok and all(isinstance(v, _SPEC_TYPES[k]) for k, v in kwargs.items())
+            keys = hookspecs.DIVERGENCE_KEYS  # the registry's own check, less its messages
+            ok = set(kwargs) <= set(keys) and {"name", "generator"} <= set(kwargs)
+            ok = ok and all(
+                isinstance(v, keys[k][0]) or (k == "params" and v is None)
+                for k, v in kwargs.items()
+            )
             params = kwargs.get("params") or {}
             ok = ok and all(_NAME.fullmatch(str(k)) for k in params)
             ok = ok and all(

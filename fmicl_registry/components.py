@@ -16,7 +16,7 @@ from ._toml import read_toml
 from .divergence import Divergence, define_divergence
 from .dsl.parse import check_parameter_name, exact_number
 from .errors import DivergenceSpecError, RegistryError
-from .hookspecs import KINDS
+from .hookspecs import DIVERGENCE_KEYS, KINDS
 
 
 @dataclass(frozen=True)
@@ -69,14 +69,7 @@ class DivergenceSpec:
         )
 
 
-_SPEC_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
-    "name": (str, "a string"),
-    "generator": (str, "a string (an expression in u)"),
-    "params": (dict, "a table of numbers, e.g. [params] a = 1.5"),
-    "normalize": (bool, "true or false"),
-    "description": (str, "a string"),
-    "reference": (str, "a string"),
-}
+_SPEC_KEYS = DIVERGENCE_KEYS
 
 
 def _spec_from_mapping(data: Mapping[str, Any], where: str, plugin: str) -> DivergenceSpec:

@@ -35,6 +35,17 @@ hookimpl = pluggy.HookimplMarker("fmicl")
 #: Every kind of component, in the order the layers build on each other.
 KINDS = ("divergences", "similarities", "objectives", "backbones", "architectures", "datasets")
 
+#: The keywords of a divergence registration: key -> (accepted types, the words that say so).
+#: ``name`` and ``generator`` are required; ``params = None`` counts as no parameters.
+DIVERGENCE_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "name": (str, "a string"),
+    "generator": (str, "a string (an expression in u)"),
+    "params": (dict, "a table of numbers, e.g. [params] a = 1.5"),
+    "normalize": (bool, "true or false"),
+    "description": (str, "a string"),
+    "reference": (str, "a string"),
+}
+
 
 class RegisterDivergence(Protocol):
     """The ``register`` callback of ``register_divergences``."""
