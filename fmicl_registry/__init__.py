@@ -16,13 +16,28 @@ from typing import TYPE_CHECKING
 
 from ._lazy import lazy_names as _lazy_names
 from ._version import __version__
-from .errors import DivergenceSpecError, FmiclError, RegistryError
+from .errors import (
+    ArchitectureError,
+    AugmentationError,
+    BackboneError,
+    CheckpointError,
+    DatasetError,
+    DivergenceSpecError,
+    EvaluationError,
+    FmiclError,
+    ObjectiveError,
+    RegistryError,
+    SimilarityError,
+    SpecError,
+    TrainingDiverged,
+)
 from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from .components import (
         ComponentSpec,
         DivergenceSpec,
+        build,
         get_component,
         get_divergence,
         list_divergences,
@@ -39,6 +54,7 @@ _LAZY = {
     "ComponentSpec": "components",
     "DivergenceSpec": "components",
     "get_component": "components",
+    "build": "components",
     "get_divergence": "components",
     "list_divergences": "components",
     "load_divergence_spec": "components",
@@ -51,13 +67,24 @@ _LAZY = {
 __getattr__, __dir__ = _lazy_names(__name__, _LAZY)
 
 __all__ = [
+    "ArchitectureError",
+    "AugmentationError",
+    "BackboneError",
+    "CheckpointError",
     "ComponentSpec",
+    "DatasetError",
     "Divergence",
     "DivergenceSpec",
     "DivergenceSpecError",
+    "EvaluationError",
     "FmiclError",
+    "ObjectiveError",
     "RegistryError",
+    "SimilarityError",
+    "SpecError",
+    "TrainingDiverged",
     "__version__",
+    "build",
     "define_divergence",
     "get_component",
     "get_divergence",

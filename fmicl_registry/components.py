@@ -7,6 +7,7 @@ is derived and compiled from a spec on first use and cached.
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,16 @@ from typing import Any
 from ._toml import read_toml
 from .divergence import Divergence, define_divergence
 from .dsl.parse import check_parameter_name, exact_number
-from .errors import DivergenceSpecError, RegistryError
+from .errors import (
+    ArchitectureError,
+    BackboneError,
+    DatasetError,
+    DivergenceSpecError,
+    FmiclError,
+    ObjectiveError,
+    RegistryError,
+    SimilarityError,
+)
 from .hookspecs import DIVERGENCE_KEYS, KINDS
 
 
@@ -387,8 +397,75 @@ def clear() -> None:
     _registry = None
 
 
+#: The error each kind's ``build`` raises for a bad option (unknown names: ``RegistryError``).
+_ERRORS: dict[str, type[FmiclError]] = {
+    "divergences": DivergenceSpecError,
+    "similarities": SimilarityError,
+    "objectives": ObjectiveError,
+    "backbones": BackboneError,
+    "architectures": ArchitectureError,
+    "datasets": DatasetError,
+}
+
+
+def check_options(
+    what: str, name: str, factory: Any, options: Mapping[str, Any], error: type[FmiclError]
+) -> None:
+    """Raise ``error`` naming the accepted options when ``options`` do not fit ``factory``
+    (with the closest accepted name for each misspelled one)."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to check: let the factory decide
+        return
+    try:
+        signature.bind(**options)
+    except TypeError as err:
+        accepted = [
+            p.name
+            for p in signature.parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        hints = [
+            f"{close[0]!r} for {key!r}"
+            for key in options
+            if key not in accepted and (close := difflib.get_close_matches(key, accepted, n=1))
+        ]
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+        raise error(
+            f"{what} {name!r}: {err}{hint}; its options: {', '.join(accepted) or 'none'}"
+        ) from None
+
+
+def build(kind: str, name: str, /, **options: Any) -> Any:
+    """Look up the component ``name`` of ``kind``, check ``options`` against its factory and
+    build it: the one way every component is made (``fm.get_objective`` and the other
+    ``get_*`` functions, training and evaluation all come here).
+
+    An unknown name is a :class:`RegistryError` listing what there is, with the closest names;
+    an unknown or missing option is the kind's error (``ObjectiveError``, ``BackboneError``,
+    ...) naming the accepted options. For ``divergences`` the options are the generator's
+    parameters.
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> fm.build("objectives", "infonce", temperature=0.2)
+        InfoNCE(temperature=0.2)
+        >>> try:
+        ...     fm.build("objectives", "infonce", temprature=0.2)
+        ... except fm.FmiclError as err:
+        ...     print(type(err).__name__, "did you mean 'temperature'" in str(err))
+        ObjectiveError True
+    """
+    if kind == "divergences":
+        return registry().divergence(name).build(**options)
+    spec = registry().get(kind, name)
+    assert isinstance(spec, ComponentSpec)
+    check_options(_singular(kind), name, spec.factory, options, _ERRORS.get(kind, RegistryError))
+    return spec.build(**options)
+
+
 def get_component(kind: str, name: str, **options: Any) -> Any:
-    """Build a registered component of any kind but divergences from its factory.
+    """Build a registered component of any kind (the same as :func:`build`).
 
     Example:
         >>> import fmicl_registry as fm
@@ -397,11 +474,7 @@ def get_component(kind: str, name: str, **options: Any) -> Any:
         ...
         fmicl_registry.errors.RegistryError: no objective named 'no-such-loss'. ...
     """
-    if kind == "divergences":
-        return get_divergence(name, **options)
-    spec = registry().get(kind, name)
-    assert isinstance(spec, ComponentSpec)
-    return spec.build(**options)
+    return build(kind, name, **options)
 
 
 def get_divergence(name: str, **params: Any) -> Divergence:
@@ -412,7 +485,7 @@ def get_divergence(name: str, **params: Any) -> Divergence:
         >>> fm.get_divergence("tsallis", a=2).generator
         u**2 - 1
     """
-    return registry().divergence(name).build(**params)
+    return build("divergences", name, **params)
 
 
 def list_divergences() -> list[str]:

@@ -18,17 +18,13 @@ import os
 import torch
 import torch.distributed as dist
 
-from .errors import FmiclError
+from .errors import DistributedError
 
 Tensor = torch.Tensor
 
 
 #: Seconds the processes of a run wait for each other to join (``FMICL_DIST_TIMEOUT``).
 JOIN_SECONDS = 120.0
-
-
-class DistributedError(FmiclError):
-    """The processes of a multi-process run could not start together."""
 
 
 def join(backend: str) -> None:

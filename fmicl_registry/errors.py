@@ -1,13 +1,19 @@
-"""The library's exceptions."""
+"""The library's exceptions, all in one place.
+
+Every error the library raises for something a user can fix derives from :class:`FmiclError`;
+its message is meant for the user as it is (the command line prints it, without a traceback,
+and exits with status 2). Errors about input (a name, an option, a file) are also
+``ValueError``; :class:`TrainingDiverged` is about a computation, so it is a ``RuntimeError``.
+"""
 
 from __future__ import annotations
 
 
-class FmiclError(ValueError):
+class FmiclError(Exception):
     """Base of the library's errors: the message is meant for the user, as it is."""
 
 
-class RegistryError(FmiclError):
+class RegistryError(FmiclError, ValueError):
     """A component that is not registered, registered twice, or registered wrongly.
 
     Example:
@@ -20,7 +26,7 @@ class RegistryError(FmiclError):
     """
 
 
-class DivergenceSpecError(FmiclError):
+class DivergenceSpecError(FmiclError, ValueError):
     """A generator text, a parameter or a spec file that cannot define an f-divergence.
 
     The message says what is wrong and, where there is one, where: ``column`` is the 0-based
@@ -44,3 +50,113 @@ class DivergenceSpecError(FmiclError):
         elif text is not None:
             message = f"{message}\n    in: {text}"
         super().__init__(message)
+
+
+class SimilarityError(FmiclError, ValueError):
+    """A similarity that cannot be built (bad option) or does not follow the protocol."""
+
+
+class ObjectiveError(FmiclError, ValueError):
+    """An objective that cannot be built or called as asked; the message says why.
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> try:
+        ...     fm.get_objective("fmicl", divergence="sh", similarity="cosine")
+        ... except fm.ObjectiveError as err:
+        ...     print("gaussian" in str(err))
+        True
+    """
+
+
+class BackboneError(FmiclError, ValueError):
+    """A backbone that cannot be built as asked (input shape, options).
+
+    Example:
+        >>> from fmicl_registry.backbones import vit_small
+        >>> try:
+        ...     vit_small(input_shape=(3, 30, 30))
+        ... except BackboneError as err:
+        ...     print("not divisible" in str(err))
+        True
+    """
+
+
+class ArchitectureError(FmiclError, ValueError):
+    """An architecture that cannot be built as asked (backbone, objective or options).
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> from fmicl_registry.architectures import MoCo
+        >>> from fmicl_registry.backbones import SmallCNN
+        >>> try:
+        ...     MoCo(SmallCNN((1, 8, 8)), fm.get_objective("infonce"))
+        ... except ArchitectureError as err:
+        ...     print("queue_size=0" in str(err))
+        True
+    """
+
+
+class DatasetError(FmiclError, ValueError):
+    """A data set that is missing, unreadable, or asked for in a way it cannot serve.
+
+    The message names the data set, the folder and files it expected, and how to fix it.
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> try:
+        ...     fm.get_component("datasets", "digits", split="validation")
+        ... except fm.FmiclError as err:
+        ...     print("'train', 'test', 'pretrain'" in str(err))
+        True
+    """
+
+
+class AugmentationError(FmiclError, ValueError):
+    """An augmentation recipe that is not registered or cannot be built as asked."""
+
+
+class EvaluationError(FmiclError, ValueError):
+    """Features, labels or settings that an evaluation cannot use; the message says which and why.
+
+    Example:
+        >>> import torch
+        >>> from fmicl_registry.evaluation import EvaluationError, knn_accuracy
+        >>> try:
+        ...     knn_accuracy(torch.ones(3, 2), torch.zeros(2, dtype=torch.long),
+        ...                  torch.ones(1, 2), torch.zeros(1, dtype=torch.long))
+        ... except EvaluationError as err:
+        ...     print(err)
+        train_features has 3 rows but train_labels has 2
+    """
+
+
+class SpecError(FmiclError, ValueError):
+    """An experiment spec that cannot be used: the message names the file and the key."""
+
+
+class CheckpointError(FmiclError, ValueError):
+    """A checkpoint that is missing, unreadable, corrupted, not written by fmicl-registry,
+    of another format or of another spec; the message names the file and what to do."""
+
+
+class SpecChanged(CheckpointError):
+    """The spec a run is resumed or evaluated with differs from the one its checkpoint was
+    trained with in keys that change what the run computes; the message names each key."""
+
+
+class TrainingDiverged(FmiclError, RuntimeError):
+    """The loss or a gradient stopped being finite; the last good checkpoint is kept."""
+
+
+class DistributedError(FmiclError, RuntimeError):
+    """The processes of a multi-process run could not start together."""
+
+
+class PluginError(FmiclError, RuntimeError):
+    """A plugin failed to load or registered a component wrongly (raised only in strict mode;
+    otherwise a warning)."""
+
+
+class BenchError(FmiclError, ValueError):
+    """A benchmark that cannot run as asked: the message says why."""

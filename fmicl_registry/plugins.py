@@ -35,7 +35,7 @@ import pluggy
 
 from . import hookspecs
 from ._version import __version__
-from .errors import FmiclError
+from .errors import PluginError
 
 ENTRY_POINT_GROUP = "fmicl"
 BUILTIN_PLUGINS = (
@@ -64,11 +64,6 @@ _skipped: dict[str, list[str]] = {}
 _imported: dict[str, object] = {}
 #: warnings already shown, so that loading twice (a fast path, then the registry) warns once.
 _reported: set[str] = set()
-
-
-class PluginError(FmiclError):
-    """A plugin failed to load or registered a component wrongly (raised only in strict mode;
-    otherwise a warning)."""
 
 
 class PluginWarning(UserWarning):

@@ -12,8 +12,6 @@ of ``fmicl_registry.hookspecs``.
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import math
 import numbers
 from typing import Any, Literal
@@ -22,14 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from .dsl.ops import functorch_active
-from .errors import FmiclError
+from .errors import SimilarityError
 from .hookspecs import Similarity
 
 Tensor = torch.Tensor
-
-
-class SimilarityError(FmiclError):
-    """A similarity that cannot be built (bad option) or does not follow the protocol."""
 
 
 def _unit(a: Tensor, b: Tensor, normalize: bool) -> tuple[Tensor, Tensor]:
@@ -162,33 +156,6 @@ def check_similarity(similarity: Any) -> Similarity:
     return similarity
 
 
-def check_options(
-    what: str, name: str, factory: Any, options: dict[str, Any], error: type[FmiclError]
-) -> None:
-    """Raise ``error`` naming the accepted options when ``options`` do not fit ``factory``."""
-    try:
-        signature = inspect.signature(factory)
-    except (TypeError, ValueError):  # no signature to check: let the factory decide
-        return
-    try:
-        signature.bind(**options)
-    except TypeError as err:
-        accepted = [
-            p.name
-            for p in signature.parameters.values()
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        ]
-        hints = [
-            f"{close[0]!r} for {key!r}"
-            for key in options
-            if key not in accepted and (close := difflib.get_close_matches(key, accepted, n=1))
-        ]
-        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
-        raise error(
-            f"{what} {name!r}: {err}{hint}; its options: {', '.join(accepted) or 'none'}"
-        ) from None
-
-
 def get_similarity(similarity: str | Similarity = "gaussian", **options: Any) -> Similarity:
     """A registered similarity by name (built with ``options``), or a given object, checked.
 
@@ -200,12 +167,9 @@ def get_similarity(similarity: str | Similarity = "gaussian", **options: Any) ->
         'critic'
     """
     if isinstance(similarity, str):
-        from .components import ComponentSpec, registry
+        from .components import build
 
-        spec = registry().get("similarities", similarity)
-        assert isinstance(spec, ComponentSpec)
-        check_options("similarity", similarity, spec.factory, options, SimilarityError)
-        return check_similarity(spec.build(**options))
+        return check_similarity(build("similarities", similarity, **options))
     if options:
         raise SimilarityError(
             f"options {sorted(options)} apply to a similarity given by name, not to the object "

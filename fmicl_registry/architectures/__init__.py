@@ -84,30 +84,19 @@ def get_architecture(
         >>> get_architecture("moco", objective=fm.get_objective("fmicl"), momentun=0.9)
         Traceback (most recent call last):
         ...
-        fmicl_registry.architectures._common.ArchitectureError: architecture 'moco': ...
+        fmicl_registry.errors.ArchitectureError: architecture 'moco': ...
     """
-    from ..backbones import get_backbone
-    from ..components import ComponentSpec, registry
-    from ..similarities import check_options
+    from ..components import build
 
-    spec = registry().get("architectures", name)
-    assert isinstance(spec, ComponentSpec)
-    check_options(
-        "architecture",
-        name,
-        spec.factory,
-        {"backbone": None, "objective": objective, **options},
-        ArchitectureError,
-    )
     if backbone is None:
         backbone = default_backbone(name)
     if isinstance(backbone, str):
-        backbone = get_backbone(backbone, **dict(backbone_options or {}))
+        backbone = build("backbones", backbone, **dict(backbone_options or {}))
     elif backbone_options:
         raise ArchitectureError(
             "backbone_options apply to a backbone given by name; build the module with them"
         )
-    return spec.build(backbone=backbone, objective=objective, **options)
+    return build("architectures", name, backbone=backbone, objective=objective, **options)
 
 
 __all__ = [

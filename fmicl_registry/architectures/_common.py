@@ -7,22 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import FmiclError
-
-
-class ArchitectureError(FmiclError):
-    """An architecture that cannot be built as asked (backbone, objective or options).
-
-    Example:
-        >>> import fmicl_registry as fm
-        >>> from fmicl_registry.architectures import MoCo
-        >>> from fmicl_registry.backbones import SmallCNN
-        >>> try:
-        ...     MoCo(SmallCNN((1, 8, 8)), fm.get_objective("infonce"))
-        ... except ArchitectureError as err:
-        ...     print("queue_size=0" in str(err))
-        True
-    """
+from ..errors import ArchitectureError
 
 
 def check_backbone(name: str, backbone: Any) -> int:

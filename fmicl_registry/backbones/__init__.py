@@ -42,15 +42,11 @@ def get_backbone(name: str, **options: Any) -> nn.Module:
         >>> get_backbone("small_cnn", widht=8)
         Traceback (most recent call last):
         ...
-        fmicl_registry.backbones._common.BackboneError: backbone 'small_cnn': ...
+        fmicl_registry.errors.BackboneError: backbone 'small_cnn': ...
     """
-    from ..components import ComponentSpec, registry
-    from ..similarities import check_options
+    from ..components import build
 
-    spec = registry().get("backbones", name)
-    assert isinstance(spec, ComponentSpec)
-    check_options("backbone", name, spec.factory, options, BackboneError)
-    return spec.build(**options)
+    return build("backbones", name, **options)
 
 
 __all__ = [

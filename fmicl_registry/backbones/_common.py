@@ -7,20 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import FmiclError
-
-
-class BackboneError(FmiclError):
-    """A backbone that cannot be built as asked (input shape, options).
-
-    Example:
-        >>> from fmicl_registry.backbones import vit_small
-        >>> try:
-        ...     vit_small(input_shape=(3, 30, 30))
-        ... except BackboneError as err:
-        ...     print("not divisible" in str(err))
-        True
-    """
+from ..errors import BackboneError
 
 
 def check_input_shape(name: str, input_shape: Any) -> tuple[int, int, int]:

@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import FmiclError
+from ..errors import DatasetError
 
 #: The environment variable that overrides the default data folder.
 DATA_DIR_ENV = "FMICL_DATA_DIR"
@@ -29,21 +29,6 @@ ROOT_HINT = (
     "pass root=<folder> (command line: --set data.root=<folder>) or set the environment "
     f"variable {DATA_DIR_ENV}"
 )
-
-
-class DatasetError(FmiclError):
-    """A data set that is missing, unreadable, or asked for in a way it cannot serve.
-
-    The message names the data set, the folder and files it expected, and how to fix it.
-
-    Example:
-        >>> import fmicl_registry as fm
-        >>> try:
-        ...     fm.get_component("datasets", "digits", split="validation")
-        ... except fm.FmiclError as err:
-        ...     print("'train', 'test', 'pretrain'" in str(err))
-        True
-    """
 
 
 def default_root() -> Path:

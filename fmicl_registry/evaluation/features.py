@@ -27,26 +27,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import FmiclError
+from ..errors import EvaluationError
 
 __all__ = ["EvaluationError", "extract_features", "raw_features"]
 
 Device = str | torch.device
-
-
-class EvaluationError(FmiclError):
-    """Features, labels or settings that an evaluation cannot use; the message says which and why.
-
-    Example:
-        >>> import torch
-        >>> from fmicl_registry.evaluation import EvaluationError, knn_accuracy
-        >>> try:
-        ...     knn_accuracy(torch.ones(3, 2), torch.zeros(2, dtype=torch.long),
-        ...                  torch.ones(1, 2), torch.zeros(1, dtype=torch.long))
-        ... except EvaluationError as err:
-        ...     print(err)
-        train_features has 3 rows but train_labels has 2
-    """
 
 
 def _check_batch_size(batch_size: int) -> None:

@@ -51,7 +51,7 @@ from typing import Any
 import torch
 
 from ..divergence import Divergence
-from ..errors import FmiclError
+from ..errors import BenchError
 from .critics import CRITICS, build_critic
 from .gaussians import rho_for_mi, sample_joint
 from .truth import Truth, ground_truth, kl_mi
@@ -60,10 +60,6 @@ Tensor = torch.Tensor
 INFONCE = "infonce"
 #: The divergences ``--quick`` benchmarks when none are named (plus InfoNCE).
 QUICK_DIVERGENCES = ("kl", "js", "pearson", "sh")
-
-
-class BenchError(FmiclError):
-    """A benchmark that cannot run as asked: the message says why."""
 
 
 @dataclass(frozen=True)

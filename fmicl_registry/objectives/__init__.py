@@ -39,15 +39,11 @@ def get_objective(name: str, **options: Any) -> nn.Module:
         >>> fm.get_objective("infonce", temprature=0.1)
         Traceback (most recent call last):
         ...
-        fmicl_registry.objectives.functional.ObjectiveError: objective 'infonce': ...
+        fmicl_registry.errors.ObjectiveError: objective 'infonce': ...
     """
-    from ..components import ComponentSpec, registry
-    from ..similarities import check_options
+    from ..components import build
 
-    spec = registry().get("objectives", name)
-    assert isinstance(spec, ComponentSpec)
-    check_options("objective", name, spec.factory, options, ObjectiveError)
-    return spec.build(**options)
+    return build("objectives", name, **options)
 
 
 __all__ = [

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..dsl.ops import SlopedTerm
-from ..errors import FmiclError
+from ..errors import ObjectiveError
 from .negatives import ChunkSize, accumulation_dtype, pair_count, pair_sum, sloped_sum
 
 if TYPE_CHECKING:
@@ -33,19 +33,6 @@ Tensor = torch.Tensor
 Term = Callable[[Tensor], Tensor]
 Negatives = Literal["view1", "both", "cross", "simclr", "none"]
 NEGATIVES: tuple[str, ...] = get_args(Negatives)
-
-
-class ObjectiveError(FmiclError):
-    """An objective that cannot be built or called as asked; the message says why.
-
-    Example:
-        >>> import fmicl_registry as fm
-        >>> try:
-        ...     fm.get_objective("fmicl", divergence="sh", similarity="cosine")
-        ... except fm.FmiclError as err:
-        ...     print("gaussian" in str(err))
-        True
-    """
 
 
 # ---------------------------------------------------------------------------------- f-MICL
@@ -102,7 +89,7 @@ def check_domain(divergence: Divergence, similarity: Similarity) -> None:
         >>> check_domain(fm.get_divergence("vlc"), Cosine())
         Traceback (most recent call last):
         ...
-        fmicl_registry.objectives.functional.ObjectiveError: ...
+        fmicl_registry.errors.ObjectiveError: ...
     """
     if similarity.kind != "critic":
         return

@@ -54,7 +54,7 @@ from typing import IO, Any
 
 import torch
 
-from ..errors import FmiclError
+from ..errors import CheckpointError, SpecChanged
 
 #: Bumped when the checkpoint layout changes; older checkpoints are refused with a message.
 #: Format 1 (fmicl-registry 0.x before checksums) recorded no spec and no checksum.
@@ -87,16 +87,6 @@ FREE_KEYS = frozenset(
 )
 
 _ALLOWED_TEXT = "train.epochs (to more epochs), eval.*, " + ", ".join(sorted(FREE_KEYS))
-
-
-class CheckpointError(FmiclError):
-    """A checkpoint that is missing, unreadable, corrupted, not written by fmicl-registry,
-    of another format or of another spec; the message names the file and what to do."""
-
-
-class SpecChanged(CheckpointError):
-    """The spec a run is resumed or evaluated with differs from the one its checkpoint was
-    trained with in keys that change what the run computes; the message names each key."""
 
 
 class _Unusable(Exception):

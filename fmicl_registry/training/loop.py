@@ -31,16 +31,12 @@ from torch import nn
 
 from .. import distributed
 from .._version import __version__
-from ..errors import FmiclError
+from ..errors import FmiclError, TrainingDiverged
 from . import checkpoint as ckpt
 from .batches import EpochBatches, SeededViews
 from .batches import _seed as seed_of
 from .optim import build_optimizer, warmup_cosine
 from .spec import Spec, SpecError, load_spec
-
-
-class TrainingDiverged(FmiclError):
-    """The loss or a gradient stopped being finite; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -66,11 +62,12 @@ def _spec(kind: str, name: str) -> Any:
 def _build(kind: str, name: str, options: dict[str, Any], section: str, **fixed: Any) -> Any:
     """A registered component, its options checked against the factory with the spec's
     section named in the error."""
-    from ..similarities import check_options
+    from ..components import build
 
-    spec = _spec(kind, name)
-    check_options(f"[{section}]", name, spec.factory, {**options, **fixed}, SpecError)
-    return spec.build(**options, **fixed)
+    try:
+        return build(kind, name, **options, **fixed)
+    except FmiclError as err:
+        raise SpecError(f"[{section}] {err}") from None
 
 
 @dataclass

@@ -34,11 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .._toml import loads_toml, read_toml
-from ..errors import FmiclError
-
-
-class SpecError(FmiclError):
-    """An experiment spec that cannot be used: the message names the file and the key."""
+from ..errors import SpecError
 
 
 class SpecWarning(UserWarning):

@@ -365,7 +365,6 @@ def test_paper_heads() -> None:
     "name",
     [
         "fmicl_registry.architectures",
-        "fmicl_registry.architectures._common",
         "fmicl_registry.architectures.heads",
         "fmicl_registry.architectures.momentum",
         "fmicl_registry.architectures.simclr",

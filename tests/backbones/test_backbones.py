@@ -161,7 +161,6 @@ def test_importing_the_layers_does_not_import_torchvision() -> None:
     "name",
     [
         "fmicl_registry.backbones",
-        "fmicl_registry.backbones._common",
         "fmicl_registry.backbones.small_cnn",
         "fmicl_registry.backbones.resnet",
         "fmicl_registry.backbones.vit",

@@ -207,7 +207,9 @@ def test_moco_with_an_objective_without_a_queue_is_refused(tmp_path: Path) -> No
 
 def test_a_misspelled_component_option_names_the_section(tmp_path: Path) -> None:
     spec = load_spec(None, [*TINY, "backbone.widht=8"])
-    with pytest.raises(fm.FmiclError, match=r"\[backbone\] 'small_cnn'.*did you mean 'width'"):
+    with pytest.raises(
+        fm.FmiclError, match=r"\[backbone\] backbone 'small_cnn'.*did you mean 'width'"
+    ):
         train(spec, tmp_path, log=_quiet)
 
 
