@@ -36,14 +36,13 @@ from .hookspecs import hookimpl
 if TYPE_CHECKING:
     from .components import (
         ComponentSpec,
-        DivergenceSpec,
         build,
         get_component,
         get_divergence,
         list_divergences,
-        load_divergence_spec,
         registry,
     )
+    from .definition import DivergenceSpec, load_divergence_spec
     from .divergence import Divergence, define_divergence
     from .objectives import get_objective
     from .similarities import get_similarity
@@ -52,12 +51,12 @@ _LAZY = {
     "Divergence": "divergence",
     "define_divergence": "divergence",
     "ComponentSpec": "components",
-    "DivergenceSpec": "components",
+    "DivergenceSpec": "definition",
     "get_component": "components",
     "build": "components",
     "get_divergence": "components",
     "list_divergences": "components",
-    "load_divergence_spec": "components",
+    "load_divergence_spec": "definition",
     "registry": "components",
     "get_objective": "objectives",
     "get_similarity": "similarities",

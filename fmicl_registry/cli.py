@@ -263,7 +263,7 @@ def plugins_command(as_json: bool) -> None:
     (a plugin that failed, a component registered wrongly or twice) and why."""
     from rich.table import Table
 
-    from .plugins import plugin_info
+    from .components import plugin_info
 
     rows = plugin_info()
     if as_json:

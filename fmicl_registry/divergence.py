@@ -6,6 +6,7 @@ compile to torch, cache. See Lu et al. 2023 (f-MI bound, f-Gaussian similarity) 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import threading
@@ -17,6 +18,7 @@ from typing import Any
 import sympy as sp
 import torch
 
+from .definition import DivergenceSpec
 from .dsl import worker
 from .dsl.budget import OutOfTime, time_budget
 from .dsl.compile import Compiled, compile_generator, form_function
@@ -27,9 +29,6 @@ from .dsl.stabilize import StableTerm, specialize
 from .errors import DivergenceSpecError
 
 Tensor = torch.Tensor
-_MEMO: dict[tuple[Any, ...], Compiled] = {}  # in-process LRU over the disk cache
-_MEMO_SIZE = 256
-_MEMO_LOCK = threading.Lock()  # definitions may come from several threads
 #: The float32 relative error (value and gradient) the composed terms are held to.
 ACCURACY_TARGET = 1e-5
 
@@ -44,8 +43,6 @@ DEFINITION_SECONDS = 15
 #: The most a definition made outside the main thread waits for its child process, in wall
 #: time (a safety net: a loaded machine stretches the CPU budget's wall time).
 DEFINITION_WALL_SECONDS = 60
-#: Range-specialised terms kept per generator (``Divergence.terms_on``), most recent last.
-_SPECIALIZED_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -94,26 +91,38 @@ class Divergence:
         True
     """
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        text: str,
-        params: Mapping[str, float],
-        normalize: bool,
-        compiled: Compiled,
-        description: str = "",
-        reference: str = "",
-        source: str = "user",
-    ):
-        self.name = name
-        self.text = text
-        self.params = dict(params)
-        self.normalize = normalize
-        self.description = description
-        self.reference = reference
-        self.source = source
+    def __init__(self, definition: DivergenceSpec, compiled: Compiled):
+        #: The definition this divergence was derived from (parameters as plain numbers).
+        self.definition = definition
+        self.name = definition.name
+        self.params = dict(definition.params)
+        self.normalize = definition.normalize
+        self.description = definition.description
+        self.reference = definition.reference
         self._compiled = compiled
+        derivation, conjugate = compiled.derivation, compiled.conjugate
+        #: ``f(u)`` as used: parameters substituted, ``f(1)`` subtracted under ``normalize``;
+        #: its first and second derivatives.
+        self.generator: sp.Expr = derivation.generator
+        self.derivative: sp.Expr = derivation.derivative
+        self.second_derivative: sp.Expr = derivation.second_derivative
+        #: The range of ``f'`` on ``u > 0``: where ``f*`` is finite and the critic may live.
+        self.conjugate_domain: sp.Interval = derivation.domain
+        #: How convexity was established: ``"proved"`` or the numeric search that found no dip.
+        self.convexity: str = derivation.convexity
+        #: The ``f(1)`` that ``normalize`` subtracted (0 when nothing was subtracted).
+        self.shift: sp.Expr = derivation.shift
+        #: ``f*(t)`` in closed form when sympy found one (even one torch cannot run), else
+        #: None; whether ``f_star`` runs it (else the numeric conjugate), and how, in words.
+        self.conjugate: sp.Expr | None = conjugate.expr
+        self.conjugate_closed_form: bool = conjugate.compilable
+        self.conjugate_method: str = conjugate.note
+        #: The composed terms exactly, as sympy expressions in ``log_r``.
+        self.positive_form: sp.Expr = compiled.positive.exact
+        self.negative_form: sp.Expr = compiled.negative.exact
+        #: The generated torch module, and whether the derivation was read from a cache.
+        self.source_code: str = compiled.source
+        self.from_cache: bool = compiled.from_cache
         module = compiled.module
         self.f: Callable[[Tensor], Tensor] = module.f
         self.f_prime: Callable[[Tensor], Tensor] = module.f_prime
@@ -136,61 +145,16 @@ class Divergence:
         else:
             self.f_star = numeric_conjugate(module.positive_term, module.negative_term)
 
-    # ------------------------------------------------------------------ symbolic views
     @property
-    def generator(self) -> sp.Expr:
-        """``f(u)`` as used: parameters substituted, ``f(1)`` subtracted under ``normalize``."""
-        return self._compiled.derivation.generator
+    def text(self) -> str:
+        """The generator as it was written (``definition.generator``)."""
+        return self.definition.generator
 
     @property
-    def derivative(self) -> sp.Expr:
-        """``f'(u)``."""
-        return self._compiled.derivation.derivative
-
-    @property
-    def second_derivative(self) -> sp.Expr:
-        """``f''(u)``."""
-        return self._compiled.derivation.second_derivative
-
-    @property
-    def conjugate(self) -> sp.Expr | None:
-        """``f*(t)`` in closed form when sympy found one (even one torch cannot run), else None."""
-        return self._compiled.conjugate.expr
-
-    @property
-    def conjugate_closed_form(self) -> bool:
-        """Whether ``f_star`` runs a closed form (True) or the numeric conjugate (False)."""
-        return self._compiled.conjugate.compilable
-
-    @property
-    def conjugate_method(self) -> str:
-        """How ``f_star`` is computed, in words."""
-        return self._compiled.conjugate.note
-
-    @property
-    def conjugate_domain(self) -> sp.Interval:
-        """The range of ``f'`` on ``u > 0``: where ``f*`` is finite and the critic may live."""
-        return self._compiled.derivation.domain
-
-    @property
-    def convexity(self) -> str:
-        """How convexity was established: ``"proved"`` or the numeric search that found no dip."""
-        return self._compiled.derivation.convexity
-
-    @property
-    def shift(self) -> sp.Expr:
-        """The ``f(1)`` that ``normalize`` subtracted (0 when nothing was subtracted)."""
-        return self._compiled.derivation.shift
-
-    @property
-    def positive_form(self) -> sp.Expr:
-        """``positive_term`` exactly, as a sympy expression in ``log_r``."""
-        return self._compiled.positive.exact
-
-    @property
-    def negative_form(self) -> sp.Expr:
-        """``negative_term`` exactly, as a sympy expression in ``log_r``."""
-        return self._compiled.negative.exact
+    def source(self) -> str:
+        """Where the definition comes from: a plugin's name, ``"user"`` or a file
+        (``definition.plugin``)."""
+        return self.definition.plugin
 
     @property
     def pieces(self) -> dict[str, list[tuple[float, float, str, str]]]:
@@ -226,16 +190,6 @@ class Divergence:
                 ("negative_slope", self._compiled.negative),
             )
         }
-
-    @property
-    def source_code(self) -> str:
-        """The generated torch module."""
-        return self._compiled.source
-
-    @property
-    def from_cache(self) -> bool:
-        """Whether this definition was read from the on-disk cache."""
-        return self._compiled.from_cache
 
     # ------------------------------------------------------------------ compiled views
     def lower_bound(self, log_r_pos: Tensor, log_r_neg: Tensor) -> Tensor:
@@ -273,27 +227,11 @@ class Divergence:
         low, high = float(low), float(high)
         if not low <= high:
             raise ValueError(f"terms_on needs low <= high, got [{low}, {high}]")
-        cache = self._compiled.specialized
-        key = (low, high)
-        found = cache.pop(key, None)
-        if found is None:
-            found = _range_terms(self._compiled, low, high)
-        cache[key] = found  # most recently used last
-        while len(cache) > _SPECIALIZED_SIZE:
-            del cache[next(iter(cache))]
-        return found
+        return _range_terms(self._compiled, low, high)
 
     def with_params(self, **params: float) -> Divergence:
         """The same family with some parameters changed: ``tsallis.with_params(a=2)``."""
-        return define_divergence(
-            self.text,
-            name=self.name,
-            params={**self.params, **params},
-            normalize=self.normalize,
-            description=self.description,
-            reference=self.reference,
-            source=self.source,
-        )
+        return define(self.definition.with_params(**params))
 
     def describe(self) -> dict[str, Any]:
         """Every derived form as plain text (what ``fmicl divergences show --json`` prints)."""
@@ -334,20 +272,10 @@ class Divergence:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickles as its definition (for DataLoader workers and torch.multiprocessing).
-        return (
-            _rebuild,
-            (
-                self.text,
-                self.name,
-                self.params,
-                self.normalize,
-                self.description,
-                self.reference,
-                self.source,
-            ),
-        )
+        return (define, (self.definition,))
 
 
+@functools.lru_cache(maxsize=256)
 def _range_terms(compiled: Compiled, low: float, high: float) -> RangeTerms:
     module = compiled.module
     functions: dict[str, Callable[[Tensor], Tensor]] = {}
@@ -383,30 +311,6 @@ def _range_terms(compiled: Compiled, low: float, high: float) -> RangeTerms:
 
 def _json_bound(value: float) -> float | str:
     return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
-
-
-def _rebuild(
-    text: str,
-    name: str,
-    params: dict[str, float],
-    normalize: bool,
-    description: str,
-    reference: str,
-    source: str,
-) -> Divergence:
-    return define_divergence(
-        text,
-        name=name,
-        params=params,
-        normalize=normalize,
-        description=description,
-        reference=reference,
-        source=source,
-    )
-
-
-def _plain(value: sp.Rational) -> float:
-    return int(value) if value.is_Integer else float(value)
 
 
 def _compile_in_time(
@@ -482,50 +386,63 @@ def define_divergence(
         >>> d.conjugate
         t**3/27 + 2
     """
-    if not isinstance(normalize, bool):
-        raise DivergenceSpecError(f"normalize must be true or false, got {normalize!r}")
+    definition = DivergenceSpec(
+        name=name or generator,
+        generator=generator,
+        params=dict(params or {}),
+        normalize=normalize,
+        description=description,
+        reference=reference,
+        plugin=source,
+    )
+    return define(definition)
+
+
+def define(definition: DivergenceSpec) -> Divergence:
+    """Derive and compile a divergence's definition: parse the generator's text (safely), look
+    for its derivation (in memory, in the catalog shipped with the package, in the disk cache:
+    each verified against the generator), else derive it (check, differentiate, conjugate,
+    choose stable forms), generate its torch code and keep the derivation.
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> spec = fm.DivergenceSpec(name="pearson_half", generator="(u - 1)**2/2")
+        >>> define(spec).conjugate
+        t*(t + 2)/2
+    """
+    if not isinstance(definition.normalize, bool):
+        raise DivergenceSpecError(f"normalize must be true or false, got {definition.normalize!r}")
     values: dict[str, sp.Rational] = {}
-    for key, value in (params or {}).items():
+    for key, value in definition.params.items():
         check_parameter_name(key)
         values[key] = exact_number(value, f"parameter {key!r}")
-    expr = parse_expression(generator, values)
-    title = name or generator
-    memo_key = (expr, normalize)
-    with _MEMO_LOCK:
-        compiled = _MEMO.pop(memo_key, None)
-    if compiled is None:
-        compiled = _compile_in_time(expr, normalize, generator, values)
-    with _MEMO_LOCK:
-        _MEMO[memo_key] = compiled  # most recently used last
-        while len(_MEMO) > _MEMO_SIZE:
-            del _MEMO[next(iter(_MEMO))]
-    worst = max(
-        term.max_rel_error
-        for term in (
-            compiled.positive,
-            compiled.negative,
-            compiled.positive.slope,
-            compiled.negative.slope,
-        )
-        if term is not None
+    text = definition.generator
+    expr = parse_expression(text, values)
+    compiled = _compiled(expr, definition.normalize, text, tuple(values.items()))
+    _warn_if_inaccurate(definition.name, compiled)
+    plain = {k: int(v) if v.is_Integer else float(v) for k, v in values.items()}
+    return Divergence(
+        dataclasses.replace(definition, generator=text.strip(), params=plain), compiled
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(
+    expr: sp.Expr, normalize: bool, text: str, values: tuple[tuple[str, sp.Rational], ...]
+) -> Compiled:
+    """The compiled derivation of ``expr``, kept in memory for the most recent generators."""
+    return _compile_in_time(expr, normalize, text, dict(values))
+
+
+def _warn_if_inaccurate(name: str, compiled: Compiled) -> None:
+    terms = (compiled.positive, compiled.negative, compiled.positive.slope, compiled.negative.slope)
+    worst = max(term.max_rel_error for term in terms if term is not None)
     if worst > ACCURACY_TARGET:
         warnings.warn(
-            f"divergence {title!r}: no form found keeps the float32 composed terms within "
+            f"divergence {name!r}: no form found keeps the float32 composed terms within "
             f"{ACCURACY_TARGET:g} relative error everywhere on log_r in [-80, 80] (worst: "
             f"{worst:.1e}, value, gradient or slope); Divergence.pieces and `fmicl divergences "
             "show` say where",
             AccuracyWarning,
-            stacklevel=2,
+            stacklevel=4,
         )
-    plain = {k: _plain(v) for k, v in values.items()}
-    return Divergence(
-        name=title,
-        text=generator.strip(),
-        params=plain,
-        normalize=normalize,
-        compiled=compiled,
-        description=description,
-        reference=reference,
-        source=source,
-    )

@@ -266,19 +266,41 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return _manager
 
 
-def plugin_info() -> list[dict[str, object]]:
-    """Every plugin: name, distribution, version, the hooks it implements, the error of each
-    one that was skipped, and the components skipped from each one that loaded.
+def builtins_first(hook: Any) -> list[Any]:
+    """The implementations of ``hook``, the built-in plugins' first (then in the order the
+    plugins were loaded), so that a built-in keeps its names."""
+    impls = hook.get_hookimpls()  # registration order: built-ins, then entry points
+    return sorted(impls, key=lambda impl: impl.plugin_name not in BUILTIN_NAMES)
 
-    Example:
-        >>> from fmicl_registry.plugins import plugin_info
-        >>> [p["hooks"] for p in plugin_info() if p["name"] == "divergences"]
-        [['register_divergences']]
+
+def call_plugin(function: Any, **kwargs: Any) -> BaseException | None:
+    """Call a plugin's hook function and return what it raised (None when it returned).
+
+    Anything it raises is contained, ``SystemExit`` and a ``KeyboardInterrupt`` of its own
+    included; a real Ctrl-C (and a ``PluginError`` of strict mode) goes through.
     """
-    pm = get_plugin_manager()
-    from .components import registry
+    with watching_ctrl_c() as ctrl_c:
+        try:
+            function(**kwargs)
+        except PluginError:
+            raise
+        except KeyboardInterrupt as error:
+            if ctrl_c["pressed"]:
+                raise
+            return error
+        except (Exception, SystemExit) as error:  # plugin code: contained
+            return error
+    return None
 
-    registry()  # runs the hooks, so a plugin that fails in one is known
+
+def forget_skipped() -> None:
+    """Forget the components skipped so far (the registry's hooks are about to run again)."""
+    _skipped.clear()
+
+
+def plugin_rows(pm: pluggy.PluginManager) -> list[dict[str, object]]:
+    """Every plugin of ``pm``: name, distribution, version, the hooks it implements, the error
+    of each one that was skipped, and the components skipped from each one that loaded."""
     rows: list[dict[str, object]] = []
     for name, plugin in pm.list_name_plugin():
         if name is None or plugin is None:
@@ -311,7 +333,8 @@ def plugin_info() -> list[dict[str, object]]:
 
 
 def reset() -> None:
-    """Forget the manager (and everything registered); the next use loads plugins again."""
+    """Forget the manager and what loading it recorded; the next use loads the plugins again
+    (and the registry, which follows the manager, runs their hooks again)."""
     global _manager
     _manager = None
     _origins.clear()
@@ -319,6 +342,3 @@ def reset() -> None:
     _skipped.clear()
     _imported.clear()
     _reported.clear()
-    from .components import clear
-
-    clear()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fmicl_registry.architectures import MoCo, MoCoV3, SimCLR, SimCSE
 from fmicl_registry.hookspecs import hookimpl
 
 
 @hookimpl
 def register_architectures(register: Any) -> None:
     """``simclr``, ``moco`` (v2), ``mocov3`` and ``simcse``."""
+    from fmicl_registry.architectures import MoCo, MoCoV3, SimCLR, SimCSE
+
     register(
         name="simclr",
         factory=SimCLR,

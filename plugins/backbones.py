@@ -5,13 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fmicl_registry.backbones import SmallCNN, minilm, resnet18, resnet50, transformer, vit_small
 from fmicl_registry.hookspecs import hookimpl
 
 
 @hookimpl
 def register_backbones(register: Any) -> None:
     """``small_cnn``, ``resnet18``, ``resnet50``, ``vit_small``, ``minilm`` and ``transformer``."""
+    from fmicl_registry.backbones import (
+        SmallCNN,
+        minilm,
+        resnet18,
+        resnet50,
+        transformer,
+        vit_small,
+    )
+
     register(
         name="small_cnn",
         factory=SmallCNN,

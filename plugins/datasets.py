@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fmicl_registry.data import cifar10, cifar100, digits, imagefolder, stl10, stsb, textlines
 from fmicl_registry.hookspecs import hookimpl
 
 
@@ -13,6 +12,8 @@ from fmicl_registry.hookspecs import hookimpl
 def register_datasets(register: Any) -> None:
     """``digits``, ``cifar10``, ``cifar100``, ``stl10``, ``imagefolder`` and the text sets
     ``textlines`` and ``stsb``."""
+    from fmicl_registry.data import cifar10, cifar100, digits, imagefolder, stl10, stsb, textlines
+
     register(
         name="digits",
         factory=digits,

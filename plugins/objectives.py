@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fmicl_registry.hookspecs import hookimpl
-from fmicl_registry.objectives import FMICL, AlignUniform, InfoNCE, MoCoInfoNCE
 
 
 @hookimpl
 def register_objectives(register: Any) -> None:
     """``fmicl``, ``infonce``, ``moco_infonce`` and ``align_uniform``."""
+    from fmicl_registry.objectives import FMICL, AlignUniform, InfoNCE, MoCoInfoNCE
+
     register(
         name="fmicl",
         factory=FMICL,

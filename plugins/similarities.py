@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fmicl_registry.hookspecs import hookimpl
-from fmicl_registry.similarities import Cosine, Gaussian
 
 
 @hookimpl
 def register_similarities(register: Any) -> None:
     """``gaussian`` (the f-Gaussian log ratio) and ``cosine`` (a critic)."""
+    from fmicl_registry.similarities import Cosine, Gaussian
+
     register(
         name="gaussian",
         factory=Gaussian,

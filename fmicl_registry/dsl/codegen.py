@@ -13,12 +13,10 @@ the module: nothing is generated after the module itself.
 
 from __future__ import annotations
 
-import dataclasses
 import linecache
 import re
 import types
 from dataclasses import dataclass
-from typing import Any
 
 import sympy as sp
 
@@ -30,7 +28,7 @@ from .printer import print_torch
 from .stabilize import LOG_R, Piece, StableTerm, midpoint, stable
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Compiled:
     """Everything derived from one generator: exact forms, stable pieces, code and module."""
 
@@ -41,8 +39,6 @@ class Compiled:
     source: str
     module: types.ModuleType
     from_cache: bool
-    #: Range-specialised terms already built, by range (``Divergence.terms_on``).
-    specialized: dict[Any, Any] = dataclasses.field(default_factory=dict, repr=False)
 
 
 def _body(expr: sp.Expr, names: dict[sp.Symbol, str], arg: str) -> str:

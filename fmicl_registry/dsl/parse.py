@@ -10,15 +10,14 @@ evaluates them, so ``9**9**9`` is refused rather than computed.
 from __future__ import annotations
 
 import ast
-import keyword
 import math
-import re
 from collections.abc import Callable, Mapping
 from fractions import Fraction
 
 import sympy as sp
 
 from ..errors import DivergenceSpecError
+from .literals import MAX_LITERAL, check_parameter_name, exact_fraction
 
 #: The variable of a generator: the density ratio ``u > 0``.
 U = sp.Symbol("u", positive=True)
@@ -26,7 +25,6 @@ U = sp.Symbol("u", positive=True)
 MAX_LENGTH = 500
 MAX_NODES = 200
 MAX_DEPTH = 30
-MAX_LITERAL = 10**12  # magnitude of a number written in the text
 MAX_CONSTANT = 1e30  # magnitude of any constant sub-expression
 MAX_EXPONENT = 64  # magnitude of a numeric exponent
 
@@ -44,49 +42,15 @@ FUNCTIONS: dict[str, tuple[Callable[[sp.Expr], sp.Expr], str]] = {
     "asinh": (sp.asinh, "inverse hyperbolic sine"),
 }
 CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
-
-
-def check_parameter_name(name: str) -> None:
-    """Refuse a parameter name that is not a short identifier or that shadows the grammar."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise DivergenceSpecError(
-            f"parameter name {name!r} is not a valid name: use letters, digits and _ "
-            "(at most 32 characters, not starting with a digit)"
-        )
-    if name == "u" or name in FUNCTIONS or name in CONSTANTS or keyword.iskeyword(name):
-        raise DivergenceSpecError(
-            f"parameter name {name!r} is reserved (the variable u, a function or a constant); "
-            "choose another name"
-        )
 
 
 def exact_number(value: object, what: str) -> sp.Rational:
-    """An exact sympy Rational for a parameter value (int, float, Fraction or 'p/q' text)."""
-    if isinstance(value, bool):
-        raise DivergenceSpecError(f"{what} must be a number, not a boolean ({value!r})")
-    try:
-        if isinstance(value, int):
-            number = sp.Integer(value)
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                raise DivergenceSpecError(f"{what} must be finite, got {value!r}")
-            number = sp.Rational(repr(value))
-        elif isinstance(value, Fraction):
-            number = sp.Rational(value.numerator, value.denominator)
-        elif isinstance(value, sp.Rational):
-            number = value
-        elif isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,12}(\s*/\s*\d{1,12})?\s*", value):
-            number = sp.Rational(Fraction(value.replace(" ", "")))
-        else:
-            raise DivergenceSpecError(
-                f"{what} must be a number (int, float or a fraction like '3/2'), got {value!r}"
-            )
-    except ZeroDivisionError:
-        raise DivergenceSpecError(f"{what} divides by zero: {value!r}") from None
-    if abs(number) > MAX_LITERAL:
-        raise DivergenceSpecError(f"{what} is too large ({value!r}); at most {MAX_LITERAL:g}")
-    return number
+    """An exact sympy Rational for a parameter value (int, float, Fraction, sympy Rational or
+    'p/q' text); the rules are :func:`~fmicl_registry.dsl.literals.exact_fraction`'s."""
+    if isinstance(value, sp.Rational):
+        value = Fraction(int(value.p), int(value.q))
+    number = exact_fraction(value, what)
+    return sp.Rational(number.numerator, number.denominator)
 
 
 class _Builder:

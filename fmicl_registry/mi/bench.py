@@ -185,7 +185,8 @@ def resolve_objectives(
         FmiclError: an unknown name (with the registry's "did you mean"), a spec file that does
             not define a divergence, or a name given twice.
     """
-    from ..components import get_divergence, load_divergence_spec, registry
+    from ..components import get_divergence, registry
+    from ..definition import load_divergence_spec
 
     objectives: list[Objective] = []
     for item in items:

@@ -111,7 +111,7 @@ STARTUP_MARGIN = 40.0
 @pytest.fixture
 def fresh(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FMICL_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(divergence_module, "_MEMO", {})
+    divergence_module._compiled.cache_clear()
     monkeypatch.setattr(catalog, "lookup", lambda generator, normalize: None)
 
 
@@ -179,7 +179,7 @@ def test_a_definition_in_a_thread_gives_the_main_threads_forms(
     assert isinstance(threaded, fm.Divergence), threaded
     assert not threaded.from_cache
     monkeypatch.setenv("FMICL_CACHE_DIR", "off")
-    divergence_module._MEMO.clear()
+    divergence_module._compiled.cache_clear()
     here = fm.define_divergence(text)
     assert not here.from_cache
     assert threaded.source_code == here.source_code

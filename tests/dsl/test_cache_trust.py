@@ -32,13 +32,13 @@ VLC = "(u-1)**2/(u+1)"  # several pieces and forms
 def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "cache"
     monkeypatch.setenv("FMICL_CACHE_DIR", str(folder))
-    monkeypatch.setattr(divergence_module, "_MEMO", {})
+    divergence_module._compiled.cache_clear()
     monkeypatch.setattr(catalog, "lookup", lambda generator, normalize: None)
     return folder
 
 
 def define(text: str) -> fm.Divergence:
-    divergence_module._MEMO.clear()
+    divergence_module._compiled.cache_clear()
     return fm.define_divergence(text, name="trial")
 
 

@@ -92,7 +92,7 @@ def test_torch_compile_inductor() -> None:
 def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty disk cache, and no shipped catalog entries."""
     monkeypatch.setenv("FMICL_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(divergence_module, "_MEMO", {})
+    divergence_module._compiled.cache_clear()
     monkeypatch.setattr(catalog, "lookup", lambda generator, normalize: None)
     return tmp_path
 
@@ -104,7 +104,7 @@ def test_second_definition_comes_from_the_disk_cache(fresh_cache: Path) -> None:
     assert not first.from_cache
     assert len(list(fresh_cache.rglob("*.json"))) == 1
     assert not list(fresh_cache.rglob("*.py"))  # the code is printed from the forms, not kept
-    divergence_module._MEMO.clear()
+    divergence_module._compiled.cache_clear()
     start = time.perf_counter()
     second = fm.define_divergence("(u-1)**2/(u+1)", name="vlc_again")
     warm = time.perf_counter() - start
@@ -121,7 +121,7 @@ def test_code_beside_a_cached_entry_is_never_run(fresh_cache: Path, tmp_path: Pa
     (meta,) = fresh_cache.rglob("*.json")
     marker = tmp_path / "ran"
     meta.with_suffix(".py").write_text(f"open({str(marker)!r}, 'w').close()\n")
-    divergence_module._MEMO.clear()
+    divergence_module._compiled.cache_clear()
     again = fm.define_divergence("u*log(u)", name="kl_again")
     assert again.from_cache  # the entry itself is intact
     again.positive_term(torch.linspace(-1, 1, 3))
@@ -136,7 +136,7 @@ def test_tampered_cached_forms_are_not_evaluated(fresh_cache: Path, tmp_path: Pa
     marker = tmp_path / "ran"
     data["derivative"] = f"__import__('pathlib').Path({str(marker)!r}).touch()"
     meta.write_text(json.dumps(data))
-    divergence_module._MEMO.clear()
+    divergence_module._compiled.cache_clear()
     again = fm.define_divergence("(u-1)**2", name="pearson_again")
     assert not again.from_cache and not marker.exists()
     assert str(again.derivative) == "2*u - 2"
@@ -144,7 +144,7 @@ def test_tampered_cached_forms_are_not_evaluated(fresh_cache: Path, tmp_path: Pa
 
 def test_cache_can_be_switched_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("FMICL_CACHE_DIR", "off")
-    monkeypatch.setattr(divergence_module, "_MEMO", {})
+    divergence_module._compiled.cache_clear()
     assert compile_module.cache_dir() is None
     d = fm.define_divergence("(sqrt(u)-1)**2", name="sh_again")
     assert torch.isfinite(d.negative_term(torch.tensor([3.0]))).all()
@@ -212,7 +212,7 @@ def test_cached_entry_filed_under_another_key_is_not_used(fresh_cache: Path) -> 
     pearson = next(e for e in entries if "Integer(2)" in json.loads(e.read_text())["input"])
     kl = next(e for e in entries if e != pearson)
     kl.write_text(pearson.read_text())  # Pearson's entry under KL's key
-    divergence_module._MEMO.clear()
+    divergence_module._compiled.cache_clear()
     again = fm.define_divergence("u*log(u)", name="kl_again")
     assert str(again.generator) == "u*log(u)" and not again.from_cache
 
@@ -228,7 +228,7 @@ def test_tampered_cached_candidate_forms_are_not_evaluated(
     marker = tmp_path / "ran"
     data["negative"]["slope"]["forms"][0][1] = f"__import__('os').system('touch {marker}')"
     meta.write_text(json.dumps(data))
-    divergence_module._MEMO.clear()
+    divergence_module._compiled.cache_clear()
     again = fm.define_divergence("(u-1)**2/(u+1)", name="vlc_again")
     assert not again.from_cache and not marker.exists()
     assert "negative_slope_form0" in again.source_code
@@ -242,7 +242,7 @@ def test_cached_labels_cannot_smuggle_code(fresh_cache: Path, tmp_path: Path) ->
     marker = tmp_path / "ran"
     data["positive"]["pieces"][0][3] = f"x\n    open({str(marker)!r}, 'w').close()\n    #"
     meta.write_text(json.dumps(data))
-    divergence_module._MEMO.clear()
+    divergence_module._compiled.cache_clear()
     again = fm.define_divergence("(u-1)**2/(u+1)", name="vlc_again")  # the label is in a comment
     again.positive_term(torch.linspace(-1, 1, 5))
     assert not marker.exists()
@@ -265,7 +265,7 @@ def test_catalog_divergences_come_from_the_shipped_entries(
     catalog_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FMICL_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(divergence_module, "_MEMO", {})
+    divergence_module._compiled.cache_clear()
     d = fm.get_divergence(catalog_name)
     assert d.from_cache  # verified and used: no derivation
     assert not list(tmp_path.rglob("*.json"))  # and nothing written to the disk cache
@@ -275,7 +275,7 @@ def test_a_catalog_generator_with_other_parameters_is_derived(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FMICL_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(divergence_module, "_MEMO", {})
+    divergence_module._compiled.cache_clear()
     assert fm.get_divergence("tsallis").from_cache
     assert not fm.get_divergence("tsallis", a=2).from_cache
 
@@ -283,7 +283,7 @@ def test_a_catalog_generator_with_other_parameters_is_derived(
 def test_the_catalog_can_be_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FMICL_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("FMICL_CATALOG", "off")
-    monkeypatch.setattr(divergence_module, "_MEMO", {})
+    divergence_module._compiled.cache_clear()
     assert not fm.get_divergence("kl").from_cache
 
 
@@ -291,7 +291,7 @@ def test_a_damaged_catalog_entry_is_derived_instead(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FMICL_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(divergence_module, "_MEMO", {})
+    divergence_module._compiled.cache_clear()
     from fmicl_registry.dsl import serialize
     from fmicl_registry.dsl.parse import parse_expression
 

@@ -142,3 +142,13 @@ def test_bad_parameters_are_refused(params: dict[str, object], fragment: str) ->
 def test_parameter_fraction_text_is_exact() -> None:
     d = fm.define_divergence("u**a/(a-1)", params={"a": "3/2"}, normalize=True)
     assert d.generator == 2 * U ** sp.Rational(3, 2) - 2
+
+
+def test_the_light_parameter_checks_reserve_exactly_the_grammars_names() -> None:
+    """The registry checks parameter names without sympy (``dsl.literals``); its reserved
+    names must be the parser's own functions and constants, or a registration the registry
+    accepts would be refused at derivation (or the other way round)."""
+    from fmicl_registry.dsl.literals import RESERVED
+    from fmicl_registry.dsl.parse import CONSTANTS, FUNCTIONS
+
+    assert set(RESERVED) == {"u", *FUNCTIONS, *CONSTANTS}

@@ -74,7 +74,7 @@ class Fresh:
 
 def specs() -> Iterator[tuple[str, str, dict[str, object], bool]]:
     """``(name, generator, params, normalize)`` of every spec in ``specs/divergences``."""
-    from ...components import load_divergence_spec
+    from ...definition import load_divergence_spec
 
     folder = files("fmicl_registry.specs") / "divergences"
     for item in sorted(folder.iterdir(), key=lambda e: e.name):
