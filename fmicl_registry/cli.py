@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import click
 
 from ._version import __version__
+from .hookspecs import KINDS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -287,9 +288,7 @@ def plugins_command(as_json: bool) -> None:
 @cli.command("list")
 @click.argument(
     "kind",
-    type=click.Choice(
-        ["divergences", "similarities", "objectives", "backbones", "architectures", "datasets"]
-    ),
+    type=click.Choice(KINDS),
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_kind(kind: str, as_json: bool) -> None:

@@ -33,7 +33,15 @@ hookspec = pluggy.HookspecMarker("fmicl")
 hookimpl = pluggy.HookimplMarker("fmicl")
 
 #: Every kind of component, in the order the layers build on each other.
-KINDS = ("divergences", "similarities", "objectives", "backbones", "architectures", "datasets")
+KINDS = (
+    "divergences",
+    "similarities",
+    "objectives",
+    "backbones",
+    "architectures",
+    "datasets",
+    "augmentations",
+)
 
 #: The keywords of a divergence registration: key -> (accepted types, the words that say so).
 #: ``name`` and ``generator`` are required; ``params = None`` counts as no parameters.
@@ -250,4 +258,40 @@ def register_datasets(register: RegisterComponent) -> None:
         @fm.hookimpl
         def register_datasets(register):
             register(name="noise", factory=noise, description="Gaussian noise, sign labels")
+    """
+
+
+@hookspec
+def register_augmentations(register: RegisterComponent) -> None:
+    """Register augmentation recipes (the ``name`` of a spec's ``[augment]`` section):
+    ``factory(input_shape, mean, std, **options)`` returns a transform that maps one ``uint8``
+    image ``(C, H, W)`` to a normalised ``float32`` tensor of the same shape, drawing its
+    randomness from torch's global generator (``mean`` and ``std`` are the data set's
+    per-channel statistics in ``[0, 1]`` units). Training calls it twice per image, in the
+    data loader's workers, to make the two views.
+
+    A recipe may also have a batched form, run on the whole batch on the training device: give
+    the factory an attribute ``batched``, a callable with the same arguments whose result is
+    called as ``augment(images, generator)`` on a ``uint8`` batch ``(N, C, H, W)`` and returns
+    the normalised views, each image with its own random parameters drawn from ``generator``
+    (``fmicl_registry.data.with_batched(factory, batched)`` sets it).
+
+    Example::
+
+        import torch
+        import fmicl_registry as fm
+
+        def noisy(input_shape, mean, std, sigma=0.05):
+            mean = torch.tensor(mean).view(-1, 1, 1)
+            std = torch.tensor(std).view(-1, 1, 1)
+
+            def transform(image):
+                x = image.float() / 255 + sigma * torch.randn(image.shape)
+                return (x.clamp(0, 1) - mean) / std
+
+            return transform
+
+        @fm.hookimpl
+        def register_augmentations(register):
+            register(name="noisy", factory=noisy, description="Gaussian pixel noise (sigma)")
     """

@@ -45,6 +45,7 @@ BUILTIN_PLUGINS = (
     "fmicl_registry.builtin_plugins.backbones",
     "fmicl_registry.builtin_plugins.architectures",
     "fmicl_registry.builtin_plugins.datasets",
+    "fmicl_registry.builtin_plugins.augmentations",
 )
 #: The names the built-in plugins are registered under.
 BUILTIN_NAMES = frozenset(name.rsplit(".", 1)[-1] for name in BUILTIN_PLUGINS)

@@ -396,3 +396,10 @@ def test_module_debug_shows_traceback() -> None:
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr
     assert "DivergenceSpecError" in proc.stderr
+
+
+def test_list_augmentations_lists_the_registered_recipes() -> None:
+    result = run("list", "augmentations", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row["plugin"] for row in json.loads(result.stdout)}
+    assert rows == {"digits": "augmentations", "none": "augmentations", "simclr": "augmentations"}

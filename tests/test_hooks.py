@@ -17,6 +17,12 @@ import torch
 import fmicl_registry as fm
 from fmicl_registry import hookspecs, plugins
 from fmicl_registry.components import clear
+from fmicl_registry.data import (
+    get_augmentation,
+    get_batch_augmentation,
+    list_recipes,
+    with_batched,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = sorted(
@@ -95,6 +101,19 @@ class ThrowawayDatasets:
         register(name="throwaway_data", factory=ones)
 
 
+class ThrowawayAugmentations:
+    @fm.hookimpl
+    def register_augmentations(self, register: Any) -> None:
+        def invert(input_shape: Any, mean: Any, std: Any, strength: float = 1.0) -> Any:
+            return lambda image: (255 - image).float() / 255 * strength
+
+        def invert_batch(input_shape: Any, mean: Any, std: Any, strength: float = 1.0) -> Any:
+            return lambda images, generator: (255 - images).float() / 255 * strength
+
+        register(name="invert", factory=invert, description="negative image")
+        register(name="invert_batched", factory=with_batched(invert, invert_batch))
+
+
 def test_register_divergences(pm: Any) -> None:
     add_plugin(pm, "t", ThrowawayDivergences())
     assert (
@@ -130,6 +149,33 @@ def test_register_architectures(pm: Any) -> None:
 def test_register_datasets(pm: Any) -> None:
     add_plugin(pm, "t", ThrowawayDatasets())
     assert len(fm.get_component("datasets", "throwaway_data", split="test")) == 4
+
+
+def test_register_augmentations(pm: Any, tmp_path: Path) -> None:
+    add_plugin(pm, "t", ThrowawayAugmentations())
+    assert {"invert", "invert_batched", "simclr"} <= set(list_recipes())
+    image = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    assert get_augmentation("invert", (1, 8, 8), (0.5,), (0.5,), strength=2.0)(image).max() == 2
+    assert get_batch_augmentation("invert", (1, 8, 8), (0.5,), (0.5,)) is None
+    batched = get_batch_augmentation("invert_batched", (1, 8, 8), (0.5,), (0.5,))
+    assert batched(image[None], torch.Generator()).shape == (1, 1, 8, 8)
+    with pytest.raises(fm.AugmentationError, match="did you mean 'strength'"):
+        get_augmentation("invert", (1, 8, 8), (0.5,), (0.5,), strenght=2.0)
+    # a spec names the plugin's recipe in [augment], and training uses it
+    from fmicl_registry.training import load_spec, train
+
+    spec = load_spec(
+        None,
+        [
+            "train.epochs=1", "train.batch_size=256", "train.warmup_epochs=0.0",
+            "train.progress=false", "backbone.width=8", "backbone.output_dim=16",
+            "architecture.out_dim=16", "eval.linear_epochs=1", "eval.baselines=false",
+            "eval.every=0", "augment.name=invert",
+        ],
+    )  # fmt: skip
+    result = train(spec, tmp_path)
+    assert result.report["spec"]["augment"]["name"] == "invert"
+    assert (result.run_dir / "report.json").is_file()
 
 
 def test_a_register_call_with_the_wrong_shape_names_the_plugin(pm: Any) -> None:
@@ -178,6 +224,9 @@ def test_the_documented_example_of_each_hook_works(pm: Any, hook: str) -> None:
         backbone.output_dim = 6  # type: ignore[assignment]
         arch = fm.get_component(kind, mine[0], backbone=backbone, objective=torch.nn.MSELoss())
         assert arch(torch.ones(3, 4), torch.ones(3, 4)).shape == ()
+    elif kind == "augmentations":
+        transform = fm.get_component(kind, mine[0], input_shape=(1, 4, 4), mean=(0.5,), std=(0.5,))
+        assert transform(torch.zeros(1, 4, 4, dtype=torch.uint8)).shape == (1, 4, 4)
     else:
         assert fm.get_component(kind, mine[0]) is not None
 

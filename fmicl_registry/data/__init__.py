@@ -21,18 +21,20 @@ under ``root`` (default :func:`default_root`: ``$FMICL_DATA_DIR`` or
 ``~/.cache/fmicl-registry/data``); when they are missing and ``download`` is false, a
 :class:`DatasetError` says where they should be and how to get them.
 
-Augmentation recipes (:func:`get_augmentation`): ``"simclr"``, ``"digits"``, ``"none"``.
+Augmentation recipes (registered in the ``augmentations`` kind; :func:`get_augmentation`):
+``"simclr"``, ``"digits"`` (with a batched form run on the device), ``"none"``.
 """
 
 from __future__ import annotations
 
 from .augment import (
-    RECIPES,
     Transform,
     eval_transform,
     get_augmentation,
+    get_batch_augmentation,
     list_recipes,
     train_transform,
+    with_batched,
 )
 from .base import SPLITS, DatasetError, ImageDataset, default_root
 from .cifar import cifar10, cifar100
@@ -43,7 +45,6 @@ from .text import SentencePairs, TextLines, stsb, textlines
 from .views import Transformed, TwoViews
 
 __all__ = [
-    "RECIPES",
     "SPLITS",
     "DatasetError",
     "ImageDataset",
@@ -58,10 +59,12 @@ __all__ = [
     "digits",
     "eval_transform",
     "get_augmentation",
+    "get_batch_augmentation",
     "imagefolder",
     "list_recipes",
     "stl10",
     "stsb",
     "textlines",
     "train_transform",
+    "with_batched",
 ]

@@ -13,7 +13,9 @@ Recipes:
   jitter. No flips: a mirrored 2, 3, 7 or 9 is not the same digit.
 - ``"none"``: evaluation: to float in ``[0, 1]`` and normalise only.
 
-Every option of a recipe is a keyword argument of :func:`get_augmentation`.
+The recipes are registered in the ``augmentations`` kind by the built-in plugin
+(``register_augmentations``); a plugin adds its own the same way. Every option of a recipe is
+a keyword argument of :func:`get_augmentation`.
 
 Randomness comes from torch's global generator only, so ``torch.manual_seed`` makes the views
 reproducible in the main process (``DataLoader(num_workers=0)``). With workers, the DataLoader
@@ -25,6 +27,7 @@ seed and a fixed ``num_workers`` (pass ``generator=`` to the DataLoader to isola
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,7 +35,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .base import DatasetError
+from ..errors import AugmentationError
 
 #: What a recipe returns: ``uint8 (C, H, W)`` tensor -> normalised ``float32 (C, H, W)``.
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -156,8 +159,9 @@ def digits_recipe(
         >>> t(torch.zeros(1, 8, 8, dtype=torch.uint8)).shape
         torch.Size([1, 8, 8])
     """
-    o = DigitsOptions(**options)
     from torchvision.transforms import v2
+
+    o = DigitsOptions(**options)
 
     _, height, width = (int(s) for s in input_shape)
     steps: list[Any] = []
@@ -203,32 +207,65 @@ def none_recipe(
     return v2.Compose(_finish(mean, std))
 
 
-#: Recipe name -> builder ``(input_shape, mean, std, **options) -> transform``.
-RECIPES: dict[str, Callable[..., Transform]] = {
-    "simclr": simclr_recipe,
-    "digits": digits_recipe,
-    "none": none_recipe,
-}
+def options_signature(factory: Any, options: type[Any]) -> None:
+    """Give a recipe ``factory(input_shape, mean, std, **options)`` (a function or a class)
+    the signature that names each field of the ``options`` dataclass, so the registry checks
+    its options as any factory's."""
+    fixed = [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        for name in ("input_shape", "mean", "std")
+    ]
+    keywords = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
+        for f in dataclasses.fields(options)
+    ]
+    setattr(factory, "__signature__", inspect.Signature([*fixed, *keywords]))  # noqa: B010
 
 
-@dataclass(frozen=True)
-class _NoOptions:
-    pass
+options_signature(digits_recipe, DigitsOptions)
 
 
-#: Recipes whose options are a dataclass (taken as ``**options``).
-RECIPE_OPTIONS: dict[str, type[Any]] = {"digits": DigitsOptions}
+def with_batched(factory: Callable[..., Transform], batched: Callable[..., Any]) -> Any:
+    """``factory`` with the batched form ``batched`` (see the ``register_augmentations``
+    hook): a callable with the same arguments whose result augments a whole ``uint8`` batch
+    on its device, ``augment(images, generator)``.
+
+    Example:
+        >>> from fmicl_registry.data.augment import digits_recipe, with_batched
+        >>> from fmicl_registry.data.batch import BatchDigits
+        >>> with_batched(digits_recipe, BatchDigits).batched is BatchDigits
+        True
+    """
+
+    @functools.wraps(factory)
+    def recipe(*args: Any, **kwargs: Any) -> Transform:
+        return factory(*args, **kwargs)
+
+    recipe.batched = batched  # type: ignore[attr-defined]
+    return recipe
 
 
 def list_recipes() -> list[str]:
-    """The names :func:`get_augmentation` accepts.
+    """The registered augmentation recipes: what :func:`get_augmentation` and a spec's
+    ``[augment] name`` accept.
 
     Example:
         >>> from fmicl_registry.data import list_recipes
         >>> list_recipes()
         ['digits', 'none', 'simclr']
     """
-    return sorted(RECIPES)
+    from ..components import registry
+
+    return registry().names("augmentations")
+
+
+def _checked_shape(recipe: str, input_shape: Sequence[int]) -> tuple[int, ...]:
+    shape = tuple(input_shape)
+    if len(shape) != 3:
+        raise AugmentationError(
+            f"augmentation {recipe!r}: input_shape must be (C, H, W), got {shape}"
+        )
+    return shape
 
 
 def get_augmentation(
@@ -238,12 +275,14 @@ def get_augmentation(
     std: Sequence[float],
     **options: Any,
 ) -> Transform:
-    """The transform of ``recipe`` for images of ``input_shape`` ``(C, H, W)``.
+    """The transform of the registered ``recipe`` for images of ``input_shape`` ``(C, H, W)``.
 
     ``mean``/``std`` are the per-channel statistics in ``[0, 1]`` units (a data set's
     ``mean``/``std``); ``options`` are the recipe's keyword arguments (see :func:`simclr_recipe`,
     :func:`digits_recipe`). The transform maps a ``uint8`` tensor ``(C, H, W)`` to a normalised
-    ``float32`` tensor of the same shape.
+    ``float32`` tensor of the same shape. An unknown recipe is a ``RegistryError`` listing the
+    registered ones; an unknown option an :class:`~fmicl_registry.errors.AugmentationError`
+    naming the recipe's options.
 
     Example:
         >>> import torch
@@ -252,25 +291,43 @@ def get_augmentation(
         >>> t(torch.zeros(1, 8, 8, dtype=torch.uint8)).shape
         torch.Size([1, 8, 8])
     """
-    builder = RECIPES.get(recipe)
-    if builder is None:
-        raise DatasetError(
-            f"no augmentation recipe named {recipe!r}; the recipes are: {', '.join(list_recipes())}"
-        )
-    if len(tuple(input_shape)) != 3:
-        raise DatasetError(
-            f"augmentation {recipe!r}: input_shape must be (C, H, W), got {tuple(input_shape)}"
-        )
-    known = [
-        p.name for p in inspect.signature(builder).parameters.values() if p.kind is p.KEYWORD_ONLY
-    ] + [f.name for f in dataclasses.fields(RECIPE_OPTIONS.get(recipe, _NoOptions))]
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise DatasetError(
-            f"augmentation {recipe!r} has no option {unknown[0]!r}; its options are: "
-            f"{', '.join(known) or 'none'}"
-        )
-    return builder(tuple(input_shape), tuple(mean), tuple(std), **options)
+    from ..components import build
+
+    shape = _checked_shape(recipe, input_shape)
+    return build(
+        "augmentations", recipe, input_shape=shape, mean=tuple(mean), std=tuple(std), **options
+    )
+
+
+def get_batch_augmentation(
+    recipe: str,
+    input_shape: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    **options: Any,
+) -> Any:
+    """The batched form of the registered ``recipe`` (see :func:`with_batched`), or None when
+    it has none (then the per-image transform of :func:`get_augmentation` runs in the data
+    loader).
+
+    Example:
+        >>> from fmicl_registry.data import get_batch_augmentation
+        >>> type(get_batch_augmentation("digits", (1, 8, 8), (0.3,), (0.4,))).__name__
+        'BatchDigits'
+        >>> print(get_batch_augmentation("simclr", (3, 32, 32), (0.5,) * 3, (0.2,) * 3))
+        None
+    """
+    from ..components import ComponentSpec, check_options, registry
+
+    spec = registry().get("augmentations", recipe)
+    assert isinstance(spec, ComponentSpec)
+    batched = getattr(spec.factory, "batched", None)
+    if batched is None:
+        return None
+    shape = _checked_shape(recipe, input_shape)
+    arguments = {"input_shape": shape, "mean": tuple(mean), "std": tuple(std), **options}
+    check_options("augmentation", recipe, batched, arguments, AugmentationError)
+    return batched(**arguments)
 
 
 def train_transform(dataset: HasStats, recipe: str | None = None, **options: Any) -> Transform:

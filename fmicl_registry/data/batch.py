@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .augment import DigitsOptions
+from .augment import DigitsOptions, get_batch_augmentation, options_signature
 from .base import DatasetError
 
 
@@ -120,18 +120,6 @@ class BatchDigits:
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
 
-#: Recipes that have a batched form: name -> class taking the recipe's options.
-BATCH_RECIPES: dict[str, Any] = {"digits": BatchDigits}
+options_signature(BatchDigits, DigitsOptions)
 
-
-def get_batch_augmentation(
-    recipe: str,
-    input_shape: Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
-    **options: Any,
-) -> BatchDigits | None:
-    """The batched form of ``recipe``, or None when it has none (then the per-image
-    transform of :func:`get_augmentation` runs in the data loader)."""
-    cls = BATCH_RECIPES.get(recipe)
-    return None if cls is None else cls(input_shape, mean, std, **options)
+__all__ = ["BatchDigits", "get_batch_augmentation"]  # the lookup lives in augment.py

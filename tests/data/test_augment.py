@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 import torch
 
+import fmicl_registry as fm
 from fmicl_registry.data import (
-    DatasetError,
     digits,
     eval_transform,
     get_augmentation,
+    get_batch_augmentation,
     list_recipes,
     train_transform,
 )
@@ -157,11 +158,13 @@ def test_digits_options_switch_every_step_off() -> None:
 
 def test_unknown_recipe_and_option_are_errors() -> None:
     assert list_recipes() == ["digits", "none", "simclr"]
-    with pytest.raises(DatasetError, match="digits, none, simclr"):
+    with pytest.raises(fm.RegistryError, match=r"Did you mean 'simclr'.*digits \(augmentations\)"):
         get_augmentation("simclr_v2", (3, 32, 32), MEAN3, STD3)
-    with pytest.raises(DatasetError, match=r"no option 'degree'.*degrees"):
+    with pytest.raises(fm.AugmentationError, match=r"'degree'.*did you mean 'degrees'"):
         get_augmentation("digits", (1, 8, 8), (0.3,), (0.4,), degree=3)
-    with pytest.raises(DatasetError, match=r"\(C, H, W\)"):
+    with pytest.raises(fm.AugmentationError, match=r"'degree'.*did you mean 'degrees'"):
+        get_batch_augmentation("digits", (1, 8, 8), (0.3,), (0.4,), degree=3)
+    with pytest.raises(fm.AugmentationError, match=r"\(C, H, W\)"):
         get_augmentation("none", (32, 32), MEAN3, STD3)
 
 
