@@ -1,11 +1,23 @@
 """fmicl-registry: f-MICL contrastive learning with any f-divergence (Lu et al., TMLR 2023).
 
-The public API::
+What users do, each from the top level::
 
     import fmicl_registry as fm
-    d = fm.define_divergence("u*log(u)", name="my_kl")   # from text, safely
-    d = fm.get_divergence("js")                          # from the registry
-    fm.list_divergences()                                # registered names
+
+    # the objective, in your own training loop (lightly-style)
+    loss_fn = fm.FMICL(divergence="js", similarity="gaussian", gamma=1.0)
+    loss = loss_fn(z1, z2)                         # two views' projections, (N, D) each
+    loss = fm.fmicl_loss(z1, z2, fm.get_divergence("kl"), fm.get_similarity("gaussian")).loss
+
+    # your own f-divergence, from the text of its generator f(u) (parsed, never evaluated)
+    d = fm.define_divergence("u**a/(a-1)", name="tsallis", params={"a": 1.5}, normalize=True)
+    fm.check_divergence(d)                         # the property kit (needs [testing])
+
+    # a whole run: pretrain, evaluate, report
+    result = fm.train(fm.load_spec(None, ["train.epochs=5"]), out="runs")
+
+    # the registry that plugins fill (hookspecs.py is the contract)
+    fm.list_divergences(); fm.build("backbones", "resnet18"); fm.get_backbone("small_cnn")
 
 Importing the package is cheap: torch and sympy load on first use of a name that needs them.
 """
@@ -34,6 +46,7 @@ from .errors import (
 from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
+    from .backbones import get_backbone
     from .components import (
         ComponentSpec,
         build,
@@ -44,28 +57,38 @@ if TYPE_CHECKING:
     )
     from .definition import DivergenceSpec, load_divergence_spec
     from .divergence import Divergence, define_divergence
-    from .objectives import get_objective
+    from .objectives import FMICL, InfoNCE, fmicl_loss, get_objective
     from .similarities import get_similarity
+    from .testing import check_divergence
+    from .training import load_spec, train
 
 _LAZY = {
     "Divergence": "divergence",
     "define_divergence": "divergence",
-    "ComponentSpec": "components",
     "DivergenceSpec": "definition",
-    "get_component": "components",
+    "load_divergence_spec": "definition",
+    "ComponentSpec": "components",
     "build": "components",
+    "get_component": "components",
     "get_divergence": "components",
     "list_divergences": "components",
-    "load_divergence_spec": "definition",
     "registry": "components",
+    "FMICL": "objectives",
+    "InfoNCE": "objectives",
+    "fmicl_loss": "objectives",
     "get_objective": "objectives",
     "get_similarity": "similarities",
+    "get_backbone": "backbones",
+    "check_divergence": "testing",
+    "load_spec": "training",
+    "train": "training",
 }
 
 
 __getattr__, __dir__ = _lazy_names(__name__, _LAZY)
 
 __all__ = [
+    "FMICL",
     "ArchitectureError",
     "AugmentationError",
     "BackboneError",
@@ -77,6 +100,7 @@ __all__ = [
     "DivergenceSpecError",
     "EvaluationError",
     "FmiclError",
+    "InfoNCE",
     "ObjectiveError",
     "RegistryError",
     "SimilarityError",
@@ -84,7 +108,10 @@ __all__ = [
     "TrainingDiverged",
     "__version__",
     "build",
+    "check_divergence",
     "define_divergence",
+    "fmicl_loss",
+    "get_backbone",
     "get_component",
     "get_divergence",
     "get_objective",
@@ -92,5 +119,7 @@ __all__ = [
     "hookimpl",
     "list_divergences",
     "load_divergence_spec",
+    "load_spec",
     "registry",
+    "train",
 ]

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 
 class FmiclError(Exception):
-    """Base of the library's errors: the message is meant for the user, as it is."""
+    """Base of the library's errors: the message is meant for the user, as it is.
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> try:
+        ...     fm.get_objective("fmicl", divergence="no-such-divergence")
+        ... except fm.FmiclError as err:  # catches every error of the library
+        ...     print(type(err).__name__)
+        RegistryError
+    """
 
 
 class RegistryError(FmiclError, ValueError):
@@ -53,7 +62,16 @@ class DivergenceSpecError(FmiclError, ValueError):
 
 
 class SimilarityError(FmiclError, ValueError):
-    """A similarity that cannot be built (bad option) or does not follow the protocol."""
+    """A similarity that cannot be built (bad option) or does not follow the protocol.
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> try:
+        ...     fm.get_similarity("gaussian", gamma=-1.0)
+        ... except fm.SimilarityError as err:
+        ...     print(err)
+        gamma must be a finite number > 0, got -1.0
+    """
 
 
 class ObjectiveError(FmiclError, ValueError):
@@ -113,7 +131,17 @@ class DatasetError(FmiclError, ValueError):
 
 
 class AugmentationError(FmiclError, ValueError):
-    """An augmentation recipe that is not registered or cannot be built as asked."""
+    """An augmentation recipe that cannot be built as asked (shape, options).
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> from fmicl_registry.data import get_augmentation
+        >>> try:
+        ...     get_augmentation("digits", (1, 8, 8), (0.3,), (0.4,), degree=5)
+        ... except fm.AugmentationError as err:
+        ...     print("did you mean 'degrees'" in str(err))
+        True
+    """
 
 
 class EvaluationError(FmiclError, ValueError):
@@ -132,12 +160,31 @@ class EvaluationError(FmiclError, ValueError):
 
 
 class SpecError(FmiclError, ValueError):
-    """An experiment spec that cannot be used: the message names the file and the key."""
+    """An experiment spec that cannot be used: the message names the file and the key.
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> try:
+        ...     fm.load_spec(None, ["train.epoch=5"])
+        ... except fm.SpecError as err:
+        ...     print("did you mean train.epochs" in str(err))
+        True
+    """
 
 
 class CheckpointError(FmiclError, ValueError):
     """A checkpoint that is missing, unreadable, corrupted, not written by fmicl-registry,
-    of another format or of another spec; the message names the file and what to do."""
+    of another format or of another spec; the message names the file and what to do.
+
+    Example:
+        >>> import fmicl_registry as fm, tempfile
+        >>> from fmicl_registry.training import evaluate_checkpoint
+        >>> try:
+        ...     evaluate_checkpoint(tempfile.mkdtemp())
+        ... except fm.FmiclError as err:
+        ...     print(type(err).__name__)
+        CheckpointError
+    """
 
 
 class SpecChanged(CheckpointError):
@@ -146,7 +193,15 @@ class SpecChanged(CheckpointError):
 
 
 class TrainingDiverged(FmiclError, RuntimeError):
-    """The loss or a gradient stopped being finite; the last good checkpoint is kept."""
+    """The loss or a gradient stopped being finite; the last good checkpoint is kept.
+
+    A computation that failed, not an input that is wrong, so it is not a ``ValueError``.
+
+    Example:
+        >>> import fmicl_registry as fm
+        >>> [issubclass(fm.TrainingDiverged, kind) for kind in (RuntimeError, ValueError)]
+        [True, False]
+    """
 
 
 class DistributedError(FmiclError, RuntimeError):

@@ -48,3 +48,41 @@ else:
     raise AssertionError("no AttributeError")
 """
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_public_name_has_a_docstring_example() -> None:
+    """Each name of the curated API documents itself with a ``>>>`` example, which
+    test_docstring_examples runs (so the example is tested, not just shown)."""
+    import inspect
+
+    missing = [
+        name
+        for name in fm.__all__
+        if name not in {"__version__", "hookimpl"}
+        and ">>>" not in (inspect.getdoc(getattr(fm, name)) or "")
+    ]
+    assert missing == []
+
+
+def test_the_library_works_without_its_optional_extras() -> None:
+    """Without scikit-learn and hypothesis (the ``digits`` and ``testing`` extras) the library
+    imports, and what needs them says which extra to install."""
+    code = """
+import sys
+sys.modules["sklearn"] = None      # as if not installed
+sys.modules["hypothesis"] = None
+import fmicl_registry as fm
+assert len(fm.get_divergence("kl").f(__import__("torch").ones(2))) == 2
+for use in (lambda: fm.check_divergence, lambda: fm.build("datasets", "digits")[0]):
+    try:
+        use()
+    except fm.FmiclError as err:
+        print(err)
+    else:
+        raise AssertionError("no error")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "pip install 'fmicl-registry[testing]'" in lines[0]
+    assert "pip install 'fmicl-registry[digits]'" in lines[1]

@@ -30,11 +30,11 @@ def _arrays() -> dict[str, torch.Tensor]:
         import numpy as np
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
-    except ImportError as err:  # pragma: no cover - scikit-learn is a dependency
+    except ImportError as err:
         raise DatasetError(
-            f"data set 'digits' needs scikit-learn ({err}); install it with "
-            "`pip install scikit-learn`"
-        ) from err
+            f"data set 'digits' needs scikit-learn, which is not installed ({err}); install "
+            "it with `pip install 'fmicl-registry[digits]'`"
+        ) from None
     bunch = load_digits()
     values = np.asarray(bunch.data, dtype=np.float64).reshape(-1, 1, 8, 8)
     images = torch.from_numpy(np.rint(values * 255.0 / 16.0).astype(np.uint8))

@@ -46,9 +46,23 @@ __all__ = ["CheckReport", "PropertyResult", "check_divergence", "strategies", "s
 _FROM_CHECKS = {"CheckReport", "PropertyResult", "check_divergence", "stress_log_ratios"}
 
 
+def _import(module: str) -> Any:
+    try:
+        return importlib.import_module(module, __name__)
+    except ModuleNotFoundError as err:
+        if err.name != "hypothesis":
+            raise
+        from ..errors import FmiclError
+
+        raise FmiclError(
+            "the property kit (fmicl_registry.testing) needs hypothesis, which is not "
+            "installed; install it with `pip install 'fmicl-registry[testing]'`"
+        ) from None
+
+
 def __getattr__(name: str) -> Any:
     if name in _FROM_CHECKS:
-        return getattr(importlib.import_module(".checks", __name__), name)
+        return getattr(_import(".checks"), name)
     if name == "strategies":
-        return importlib.import_module(".strategies", __name__)
+        return _import(".strategies")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
