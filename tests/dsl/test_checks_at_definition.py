@@ -103,14 +103,16 @@ def test_explosive_generators_finish_in_bounded_time(text: str) -> None:
     import time
     import warnings
 
-    start = time.perf_counter()
+    # The budget is CPU time (DEFINITION_SECONDS = 15), so it is CPU time that is bounded:
+    # wall time depends on what else the machine runs.
+    start = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             fm.define_divergence(text, normalize=True)
         except fm.DivergenceSpecError as err:
             assert "took more than" in str(err)
-    assert time.perf_counter() - start < 25
+    assert time.process_time() - start < 25
 
 
 def test_inaccurate_terms_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
