@@ -467,11 +467,11 @@ def list_command(as_json: bool, derive: bool) -> None:
 
 def _derive_row(row: dict[str, Any], failed: list[str]) -> None:
     """Add the conjugate and its domain to a row of ``divergences list --derive``."""
-    from .components import registry
+    from .components import build
     from .errors import DivergenceSpecError
 
     try:
-        d = registry().divergence(row["name"]).build()
+        d = build("divergences", row["name"])
     except DivergenceSpecError as err:
         failed.append(row["name"])
         row.update(error=str(err), conjugate=None, conjugate_closed_form=None)
@@ -530,7 +530,7 @@ def check(target: str, params: dict[str, Number], normalize: bool, max_examples:
 
     Prints PASS or FAIL per property; exits 0 when all pass and 1 when any fails.
     """
-    from .components import registry
+    from .components import build, registry
     from .divergence import define_divergence
     from .errors import DivergenceSpecError
 
@@ -538,7 +538,7 @@ def check(target: str, params: dict[str, Number], normalize: bool, max_examples:
     if target in specs:
         if normalize:
             raise click.UsageError(f"--normalize applies to an expression, not to {target!r}")
-        d = specs[target].build(**params)
+        d = build("divergences", target, **params)
     else:
         try:
             d = define_divergence(target, params=params, normalize=normalize)

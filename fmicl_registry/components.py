@@ -327,7 +327,12 @@ def build(kind: str, name: str, /, **options: Any) -> Any:
         ...     print(type(err).__name__, "did you mean 'temperature'" in str(err))
         ObjectiveError True
     """
-    return registry().get(kind, name).build(**options)
+    spec = registry().get(kind, name)
+    if isinstance(spec, DivergenceSpec):  # a definition: derived, not called
+        from .divergence import define
+
+        return define(spec.with_params(**options))
+    return spec.build(**options)
 
 
 def get_component(kind: str, name: str, **options: Any) -> Any:
@@ -351,7 +356,7 @@ def get_divergence(name: str, **params: Any) -> Divergence:
         >>> fm.get_divergence("tsallis", a=2).generator
         u**2 - 1
     """
-    return registry().divergence(name).build(**params)
+    return build("divergences", name, **params)
 
 
 def list_divergences() -> list[str]:

@@ -3,7 +3,7 @@
 A :class:`DivergenceSpec` is what a plugin registers, what a TOML file declares, what a
 ``Divergence`` carries, pickles as and changes parameters through. Reading and checking one
 imports neither sympy nor torch (``fmicl list divergences`` stays fast); deriving it
-(:meth:`DivergenceSpec.build`) does.
+(``fm.define_divergence(spec)``, in ``divergence.py``) does.
 """
 
 from __future__ import annotations
@@ -12,15 +12,12 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._toml import read_toml
 from .dsl.literals import check_parameter_name, exact_fraction
 from .errors import DivergenceSpecError
 from .hookspecs import DIVERGENCE_KEYS
-
-if TYPE_CHECKING:
-    from .divergence import Divergence
 
 #: The rule a registered name follows, for every kind of component.
 NAME_RULE = "1-64 letters, digits, '_', '-' or '.'"
@@ -48,7 +45,7 @@ class DivergenceSpec:
         >>> spec = fm.registry().get("divergences", "tsallis")
         >>> spec.params
         {'a': 1.5}
-        >>> spec.with_params(a=2).build().generator
+        >>> fm.define_divergence(spec.with_params(a=2)).generator
         u**2 - 1
     """
 
@@ -71,12 +68,6 @@ class DivergenceSpec:
                 f"(its parameters: {known})"
             )
         return dataclasses.replace(self, params={**self.params, **params})
-
-    def build(self, **params: Any) -> Divergence:
-        """Derive and compile this definition, with ``params`` overriding the defaults."""
-        from .divergence import define
-
-        return define(self.with_params(**params) if params else self)
 
     def as_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of the ``register`` callback of ``register_divergences``."""

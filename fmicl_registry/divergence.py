@@ -354,7 +354,7 @@ def _compile_in_time(
 
 
 def define_divergence(
-    generator: str,
+    generator: str | DivergenceSpec,
     name: str | None = None,
     params: Mapping[str, Any] | None = None,
     normalize: bool = False,
@@ -371,7 +371,9 @@ def define_divergence(
     on disk, so a second definition of the same generator is fast.
 
     Args:
-        generator: an expression in ``u``, e.g. ``"u*log(u)"`` or ``"u**a/(a-1)"``.
+        generator: an expression in ``u``, e.g. ``"u*log(u)"`` or ``"u**a/(a-1)"``; or a
+            whole definition (a :class:`~fmicl_registry.definition.DivergenceSpec`, e.g. from
+            ``fm.load_divergence_spec``), when the other arguments are not used.
         name: a label (defaults to the text).
         params: values for the parameter names used in the text, e.g. ``{"a": 1.5}``.
         normalize: subtract ``f(1)`` instead of refusing a generator with ``f(1) != 0``.
@@ -386,6 +388,8 @@ def define_divergence(
         >>> d.conjugate
         t**3/27 + 2
     """
+    if isinstance(generator, DivergenceSpec):
+        return define(generator)
     definition = DivergenceSpec(
         name=name or generator,
         generator=generator,

@@ -86,3 +86,76 @@ for use in (lambda: fm.check_divergence, lambda: fm.build("datasets", "digits")[
     lines = out.stdout.splitlines()
     assert "pip install 'fmicl-registry[testing]'" in lines[0]
     assert "pip install 'fmicl-registry[digits]'" in lines[1]
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """Each module of the package -> the package's modules it imports, at import time or
+    inside a function (all but those under ``if TYPE_CHECKING``, which never run)."""
+    import ast
+    import pkgutil
+    from pathlib import Path
+
+    root = Path(fm.__file__).parent
+    names = {m.name for m in pkgutil.walk_packages([str(root)], "fmicl_registry.")}
+    names.add("fmicl_registry")
+    graph: dict[str, set[str]] = {}
+    for name in names:
+        parts = name.split(".")[1:]
+        path = root.joinpath(*parts)
+        is_package = path.is_dir()
+        file = path / "__init__.py" if is_package else path.with_suffix(".py")
+        if not file.is_file():
+            continue
+        package = name if is_package else name.rsplit(".", 1)[0]
+        found: set[str] = set()
+        tree = ast.parse(file.read_text())
+        typing_only = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for inner in ast.walk(node)
+        }
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.ImportFrom):
+                base = package
+                for _ in range(max(node.level - 1, 0)):
+                    base = base.rsplit(".", 1)[0]
+                target = (
+                    f"{base}.{node.module}" if node.level and node.module else node.module or base
+                )
+                candidates = [target, *(f"{target}.{alias.name}" for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                candidates = [alias.name for alias in node.names]
+            else:
+                continue
+            found |= {c for c in candidates if c in names and c != name}
+        graph[name] = found
+    return graph
+
+
+def test_no_import_cycle_inside_the_package() -> None:
+    """A reader can read the modules bottom-up: no module imports (at import time or inside a
+    function) one that imports it back, however long the way round."""
+    graph = _module_imports()
+    assert graph["fmicl_registry.components"] >= {"fmicl_registry.plugins"}
+    cycles = []
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for other in sorted(graph.get(module, ())):
+            # a package's own __init__ importing its submodules is the one allowed way round
+            if module.startswith(other + "."):
+                continue
+            if state.get(other) == 1:
+                cycles.append([*path[path.index(other) :], other])
+            elif other not in state:
+                visit(other, [*path, other])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []

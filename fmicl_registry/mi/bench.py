@@ -187,6 +187,7 @@ def resolve_objectives(
     """
     from ..components import get_divergence, registry
     from ..definition import load_divergence_spec
+    from ..divergence import define
 
     objectives: list[Objective] = []
     for item in items:
@@ -201,7 +202,7 @@ def resolve_objectives(
             infonce = True
         elif text not in known and (text.endswith(".toml") or "/" in text or "\\" in text):
             spec = load_divergence_spec(text, plugin=f"file {Path(text).name}")
-            objectives.append(Objective(spec.name, spec.build(), f"file {Path(text).name}"))
+            objectives.append(Objective(spec.name, define(spec), f"file {Path(text).name}"))
         else:
             plugin = registry().divergence(text).plugin  # "did you mean" when unknown
             objectives.append(Objective(text, get_divergence(text), f"plugin {plugin}"))

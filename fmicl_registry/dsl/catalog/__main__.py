@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import fresh
+from .regenerate import fresh
 
 
 def main(argv: list[str] | None = None) -> int:
