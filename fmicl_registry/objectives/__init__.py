@@ -1,7 +1,8 @@
 """Contrastive objectives: f-MICL (Lu et al. 2023) and the baselines it is compared with.
 
 ``functional`` holds the maths as pure functions, ``modules`` the ``torch.nn.Module`` wrappers
-(state: a queue of keys; gathering across processes), ``negatives`` the chunked negative sums.
+(state: a queue of keys; gathering across processes), ``_pairs`` (private) the choice of
+f-MICL's negative pairs and the chunked sums over them.
 The built-in plugin registers ``fmicl``, ``infonce``, ``moco_infonce`` and ``align_uniform``.
 
 Example:

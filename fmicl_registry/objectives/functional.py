@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING
 
 import sympy as sp
 import torch
@@ -23,7 +23,15 @@ import torch.nn.functional as F
 
 from ..dsl.ops import SlopedTerm
 from ..errors import ObjectiveError
-from .negatives import ChunkSize, accumulation_dtype, pair_count, pair_sum, sloped_sum
+from ._pairs import (
+    ChunkSize,
+    Negatives,
+    accumulation_dtype,
+    negative_blocks,
+    pair_count,
+    pair_sum,
+    sloped_sum,
+)
 
 if TYPE_CHECKING:
     from ..divergence import Divergence
@@ -31,8 +39,6 @@ if TYPE_CHECKING:
 
 Tensor = torch.Tensor
 Term = Callable[[Tensor], Tensor]
-Negatives = Literal["view1", "both", "cross", "simclr", "none"]
-NEGATIVES: tuple[str, ...] = get_args(Negatives)
 
 
 # ---------------------------------------------------------------------------------- f-MICL
@@ -153,31 +159,6 @@ def term_magnitude(
     return worst, where
 
 
-def negative_blocks(
-    negatives: str, z1: Tensor, z2: Tensor, keys1: Tensor, keys2: Tensor, offset: int
-) -> list[tuple[Tensor, Tensor, tuple[int, ...]]]:
-    """The negative pairs as ``(anchors, keys, excluded offsets j - i)`` blocks.
-
-    ``view1``: ``z1_i`` with ``z1_j``, ``i != j`` (the paper's formula); ``both``: that and
-    the same within view 2; ``cross``: ``z1_i`` with ``z2_j``, ``i != j``; ``simclr``: every
-    view of the other samples (2N - 2 per anchor, as NT-Xent); ``none``: no batch negatives
-    (a queue gives them). ``offset`` is the index of ``z1[0]`` in ``keys1``.
-    """
-    n = len(keys1)
-    if negatives == "view1":
-        return [(z1, keys1, (offset,))]
-    if negatives == "both":
-        return [(z1, keys1, (offset,)), (z2, keys2, (offset,))]
-    if negatives == "cross":
-        return [(z1, keys2, (offset,))]
-    if negatives == "simclr":
-        keys = torch.cat([keys1, keys2])  # z1_i is keys[offset + i]; z2_i is keys[n + offset + i]
-        return [(z1, keys, (offset, n + offset)), (z2, keys, (offset, n + offset))]
-    if negatives == "none":
-        return []
-    raise ObjectiveError(f"negatives must be one of {', '.join(NEGATIVES)}; got {negatives!r}")
-
-
 def _check_views(z1: Tensor, z2: Tensor, *, at_least: int = 1) -> None:
     if z1.ndim != 2 or z1.shape != z2.shape:
         raise ObjectiveError(
@@ -249,12 +230,12 @@ def fmicl_loss(
 
     with ``pos``/``neg`` from :func:`critic_terms`: for the f-Gaussian log ratio,
     ``f'(G)`` and ``f*(f'(G))``. The negative pairs are chosen by ``negatives`` (see
-    :func:`negative_blocks`; default: ``z1_i, z1_j``, ``i != j``, the paper's formula) plus
+    ``_pairs.negative_blocks``; default: ``z1_i, z1_j``, ``i != j``, the paper's formula) plus
     every ``(z1_i, queue_k)``; the mean runs over all of them together.
 
     With a ``Divergence`` and a log-ratio similarity, the terms are the ones specialised to the
     similarity's ``value_range()`` (``Divergence.terms_on``) and both sums are differentiated
-    by the terms' slopes (``negatives.pair_sum(term=...)``, ``negatives.sloped_sum``): the
+    by the terms' slopes (``_pairs.pair_sum(term=...)``, ``_pairs.sloped_sum``): the
     backward pass over the ``N x K`` pairs is ``slope(log_r)`` times a number, and the excluded
     pairs are zeroed on their diagonals. A symmetric similarity (``similarity.symmetric``,
     nothing learning inside) differentiates a batch against itself through one side, doubled.
@@ -267,7 +248,7 @@ def fmicl_loss(
         queue: ``(K, D)`` extra negative keys (MoCo style), or None.
         keys1, keys2, offset: the projections of all processes and the index of ``z1[0]``
             in them (distributed negatives); default: ``z1``, ``z2``, 0.
-        chunk_size: how the negative sums run (``negatives.pair_sum``).
+        chunk_size: how the negative sums run (``_pairs.pair_sum``).
         terms: a dict that receives the two means, detached: ``"positive term"`` and
             ``"negative term"`` (what a training loop reports when the loss stops being finite).
 

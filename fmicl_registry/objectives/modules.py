@@ -20,7 +20,7 @@ from torch import nn
 from .. import distributed
 from ..similarities import check_similarity, get_similarity
 from . import functional
-from .negatives import ChunkSize, chunk_rows
+from ._pairs import NEGATIVES, ChunkSize, Negatives, chunk_rows
 
 if TYPE_CHECKING:
     from ..divergence import Divergence
@@ -158,12 +158,12 @@ class FMICL(nn.Module):
         gamma, mu: options of a similarity given by name (gaussian: ``log mu - gamma d^2``;
             paper: gamma 1 vision, 20 text); None leaves the similarity's default.
         negatives: ``"view1"`` (paper), ``"both"``, ``"cross"``, ``"simclr"`` or ``"none"``
-            (queue only); see ``functional.negative_blocks``.
+            (queue only); see ``_pairs.negative_blocks``.
         queue_size: keep a queue of this many keys (the second view, detached) as extra
             negatives, MoCo style; 0: none. ``forward(z1, z2, queue=keys)`` passes keys instead.
         gather: gather negatives across processes when ``torch.distributed`` is initialised.
         chunk_size: ``"auto"``, None (dense) or rows per chunk for the negative sums
-            (``negatives.pair_sum``).
+            (``_pairs.pair_sum``).
         divergence_options, similarity_options: extra keywords for building them by name.
             A similarity by name whose factory takes ``normalize`` gets ``normalize=False``
             (the objective normalises the projections once itself).
@@ -183,7 +183,7 @@ class FMICL(nn.Module):
         alpha: float = 40.0,
         gamma: float | None = None,
         mu: float | None = None,
-        negatives: functional.Negatives = "view1",
+        negatives: Negatives = "view1",
         queue_size: int = 0,
         gather: bool = True,
         chunk_size: ChunkSize = "auto",
@@ -191,9 +191,9 @@ class FMICL(nn.Module):
         similarity_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if negatives not in functional.NEGATIVES:
+        if negatives not in NEGATIVES:
             raise functional.ObjectiveError(
-                f"negatives must be one of {', '.join(functional.NEGATIVES)}; got {negatives!r}"
+                f"negatives must be one of {', '.join(NEGATIVES)}; got {negatives!r}"
             )
         chunk_rows(1, 1, chunk_size)  # validates
         self.divergence = _divergence(divergence, divergence_options)
