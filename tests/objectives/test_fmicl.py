@@ -11,7 +11,7 @@ import torch
 from loop_reference import COSINE_OK, TEXTBOOK, fmicl_reference
 
 import fmicl_registry as fm
-from fmicl_registry.objectives import FMICL, KeyQueue, ObjectiveError, fmicl_loss
+from fmicl_registry.objectives import FMICL, ObjectiveError, fmicl_loss
 from fmicl_registry.similarities import Cosine, Gaussian
 
 CATALOG = sorted(TEXTBOOK)
@@ -120,12 +120,6 @@ def test_stateful_queue_holds_the_last_keys_and_round_trips() -> None:
     before = keys.clone()
     objective(z1, z2)  # eval mode: the queue does not move
     assert torch.equal(objective.queue.keys, before)
-
-
-def test_queue_push_keeps_the_newest_when_the_batch_is_larger() -> None:
-    queue = KeyQueue(3)
-    queue.push(torch.eye(5))
-    assert torch.equal(queue.keys, torch.eye(5)[2:])
 
 
 def test_user_defined_divergence_and_similarity_objects() -> None:
@@ -342,7 +336,7 @@ class _FlippedDeclared(_Flipped):
 
 
 def test_a_subclass_that_overrides_pairwise_does_not_inherit_symmetric() -> None:
-    from fmicl_registry.objectives.functional import _declared_symmetric
+    from fmicl_registry.objectives.fmicl import _declared_symmetric
 
     assert _declared_symmetric(Gaussian()) and _declared_symmetric(Cosine())
     assert not _declared_symmetric(_Flipped())

@@ -1,37 +1,54 @@
-"""The objectives as pure functions of the projections (no state, no communication).
+"""The f-MICL objective (Lu et al. 2023): contrastive learning by the f-mutual information.
 
-- :func:`fmicl_loss`: f-MICL (Lu et al. 2023) with any divergence and similarity;
-- :func:`infonce_loss`: NT-Xent exactly as SimCLR (Chen et al. 2020, eq. 1);
-- :func:`moco_infonce_loss`: InfoNCE of queries against keys and a queue (He et al. 2020, eq. 1);
-- :func:`align_uniform_loss`: alignment + uniformity (Wang and Isola 2020, eq. 4-5).
+Its variational lower bound on a batch, negated to be minimised::
 
-Each function L2-normalises its inputs. For gathered negatives (several processes), pass the
-gathered projections as ``keys``/``keys1``/``keys2`` and ``offset``, the index of this
-process's first row in them; the modules in ``objectives.modules`` do that.
+    -( mean_i pos(s(z1_i, z2_i)) - alpha * mean_{negative pairs (a, b)} neg(s(a, b)) )
+
+The positive pairs are the two views of a sample; the negative pairs, by default two different
+samples of view 1 (``negatives=`` picks other sets; a queue of keys adds more). With the
+f-Gaussian similarity, a log ratio ``log_r = log mu - gamma ||x - y||^2``, ``pos = f'(exp(log_r))``
+and ``neg = f*(f'(exp(log_r)))``; with a critic ``s`` (cosine), ``pos = s`` and ``neg = f*(s)``,
+finite only while the critic stays inside the domain of ``f*`` (:func:`check_domain`). ``alpha``
+weighs the negative term (paper: 40 for vision, 409600 for text).
+
+- :func:`fmicl_loss`: the loss, a pure function of the projections (no state, no
+  communication); ``return_terms=True`` also returns its two means (:class:`FMICLTerms`);
+- :class:`FMICL`: the ``nn.Module``: builds the divergence and similarity by name, refuses a
+  critic outside the domain, warns when the terms overflow the dtype in use
+  (:func:`term_magnitude`), gathers negatives across processes, keeps a queue of keys and the
+  last batch's two means (``last_terms``).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import warnings
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..dsl.ops import SlopedTerm
 from ..errors import ObjectiveError
+from ..similarities import check_similarity, get_similarity
+from ._common import check_positive, check_views, gather
 from ._pairs import (
+    NEGATIVES,
     ChunkSize,
     Negatives,
     accumulation_dtype,
+    chunk_rows,
     negative_blocks,
     pair_count,
     pair_sum,
     sloped_sum,
 )
+from .queue import KeyQueue, queue_for
 
 if TYPE_CHECKING:
     from ..divergence import Divergence
@@ -41,7 +58,7 @@ Tensor = torch.Tensor
 Term = Callable[[Tensor], Tensor]
 
 
-# ---------------------------------------------------------------------------------- f-MICL
+# ------------------------------------------------------------------------------ the terms
 def critic_terms(
     divergence: Divergence, similarity: Similarity, *, trainable: bool | None = None
 ) -> tuple[Term, Term]:
@@ -159,32 +176,6 @@ def term_magnitude(
     return worst, where
 
 
-def _check_views(z1: Tensor, z2: Tensor, *, at_least: int = 1) -> None:
-    if z1.ndim != 2 or z1.shape != z2.shape:
-        raise ObjectiveError(
-            f"expected two views of shape (N, D), the same for both; got {tuple(z1.shape)} "
-            f"and {tuple(z2.shape)}"
-        )
-    if z1.dtype != z2.dtype or z1.device != z2.device:
-        raise ObjectiveError(
-            f"the two views must share dtype and device; got {z1.dtype} on {z1.device} and "
-            f"{z2.dtype} on {z2.device}"
-        )
-    if len(z1) < at_least:
-        raise ObjectiveError(
-            f"this loss needs a batch of at least {at_least} samples (negatives come from the "
-            f"other samples); got {len(z1)}"
-        )
-
-
-def check_positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ObjectiveError(f"{name} must be a positive number, got {value!r}")
-    if not math.isfinite(value):
-        raise ObjectiveError(f"{name} must be finite, got {value!r}")
-    return float(value)
-
-
 def _trainable(similarity: object) -> bool:
     """Whether the similarity holds tensors that learn (a learnable gamma, say)."""
     if isinstance(similarity, torch.nn.Module) and any(
@@ -209,6 +200,7 @@ def _declared_symmetric(similarity: object) -> bool:
     return bool(vars(mro[declared])["symmetric"])
 
 
+# ------------------------------------------------------------------------------- the loss
 def fmicl_loss(
     z1: Tensor,
     z2: Tensor,
@@ -265,7 +257,7 @@ def fmicl_loss(
         >>> torch.allclose(loss, -(1 - neg), atol=1e-6)
         True
     """
-    _check_views(z1, z2)
+    check_views(z1, z2)
     alpha = check_positive("alpha", alpha)
     trainable = _trainable(similarity)
     positive, negative = critic_terms(divergence, similarity, trainable=trainable)
@@ -334,109 +326,171 @@ def fmicl_loss(
     return torch.sub(total * (alpha / count), mean_positive)
 
 
-# ------------------------------------------------------------------------------- baselines
-def infonce_loss(
-    z1: Tensor,
-    z2: Tensor,
-    temperature: float = 0.5,
-    *,
-    keys1: Tensor | None = None,
-    keys2: Tensor | None = None,
-    offset: int = 0,
-) -> Tensor:
-    """NT-Xent, exactly as SimCLR (Chen et al. 2020, eq. 1 and Algorithm 1).
-
-    The 2N views are anchors; each has its other view as positive and the 2N - 2 views of
-    the other samples as negatives; cosine similarities over ``temperature``; the loss is
-    the mean over the 2N anchors of ``-log softmax`` of the positive.
-
-    Example:
-        >>> import math, torch
-        >>> z = torch.eye(4)  # identical views, orthogonal samples, temperature 0.5:
-        >>> round(float(infonce_loss(z, z)), 4), round(-math.log(math.e**2 / (math.e**2 + 6)), 4)
-        (0.5944, 0.5944)
-    """
-    _check_views(z1, z2, at_least=2)
-    temperature = check_positive("temperature", temperature)
-    z = F.normalize(torch.cat([z1, z2]), dim=-1)
-    keys = z if keys1 is None else F.normalize(torch.cat([keys1, keys2]), dim=-1)  # type: ignore[list-item]
-    n, total = len(z1), len(keys) // 2
-    logits = z @ keys.mT / temperature
-    rows = torch.arange(2 * n, device=z.device)
-    first = rows < n
-    own = torch.where(first, offset + rows, total + offset + rows - n)
-    other = torch.where(first, total + offset + rows, offset + rows - n)
-    logits = logits.masked_fill(torch.arange(2 * total, device=z.device) == own[:, None], -math.inf)
-    return F.cross_entropy(logits, other)
+# --------------------------------------------------------------------------------- module
+class OverflowRiskWarning(UserWarning):
+    """The f-MICL terms reach values beyond the largest finite number of the dtype in use."""
 
 
-def moco_infonce_loss(
-    q: Tensor,
-    k: Tensor,
-    queue: Tensor | None = None,
-    temperature: float = 0.2,
-    *,
-    keys: Tensor | None = None,
-    offset: int = 0,
-) -> Tensor:
-    """InfoNCE of queries against keys (He et al. 2020, MoCo eq. 1).
+def _parameters(kind: str, name: str) -> set[str]:
+    from ..components import registry
 
-    With a ``queue`` (``(K, D)``), MoCo v2: each query ``q_i`` has its key ``k_i`` as
-    positive and the K queued keys as negatives. Without one, MoCo v3 (Chen et al. 2021):
-    the other keys of the batch (``keys``: gathered from every process, ``q[0]``'s key at
-    ``offset``) are the negatives. Keys are usually detached (momentum encoder).
-
-    Example:
-        >>> import math, torch
-        >>> q = torch.eye(3)  # logits: 1 (positive), then -1, 0, 0 (queue)
-        >>> round(float(moco_infonce_loss(q, q, queue=-q, temperature=1.0)), 4)
-        0.6265
-        >>> round(-math.log(math.e / (math.e + 1 / math.e + 2)), 4)
-        0.6265
-    """
-    _check_views(q, k, at_least=1 if queue is not None else 2)
-    temperature = check_positive("temperature", temperature)
-    q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
-    if queue is None:
-        keys = k if keys is None else F.normalize(keys, dim=-1)
-        labels = offset + torch.arange(len(q), device=q.device)
-        return F.cross_entropy(q @ keys.mT / temperature, labels)
-    negatives = q @ F.normalize(queue.to(q.dtype), dim=-1).mT
-    logits = torch.cat([(q * k).sum(-1, keepdim=True), negatives], dim=1) / temperature
-    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+    factory = getattr(registry().get(kind, name), "factory", None)
+    try:
+        return set(inspect.signature(factory).parameters) if factory else set()
+    except (TypeError, ValueError):  # no signature to read
+        return set()
 
 
-def uniformity(x: Tensor, t: float = 2.0) -> Tensor:
-    """``log mean_{i != j} exp(-t ||x_i - x_j||^2)`` of normalised rows (Wang and Isola 2020,
-    eq. 5), by logsumexp.
+def _divergence(divergence: Any, options: Mapping[str, Any] | None) -> Divergence:
+    if isinstance(divergence, str):
+        from ..components import get_divergence
+
+        return get_divergence(divergence, **dict(options or {}))
+    if options:
+        raise ObjectiveError(
+            "divergence_options apply to a divergence given by name; for an object, use "
+            "divergence.with_params(...)"
+        )
+    missing = [
+        m for m in ("positive_term", "negative_term", "f_star") if not hasattr(divergence, m)
+    ]
+    if missing or not hasattr(divergence, "conjugate_domain"):
+        raise ObjectiveError(
+            f"divergence must be a registered name or a Divergence (fm.define_divergence(...)); "
+            f"got {divergence!r}"
+        )
+    return divergence
+
+
+class FMICL(nn.Module):
+    """The f-MICL objective (Lu et al. 2023), to minimise::
+
+        -( mean_i pos(s(z1_i, z2_i)) - alpha * mean_{i != j} neg(s(z1_i, z1_j)) )
+
+    With the f-Gaussian similarity ``pos = f'(G)``, ``neg = f*(f'(G))``; with a critic ``s``
+    (cosine), ``pos = s``, ``neg = f*(s)``, refused at construction when the critic's range
+    leaves the domain of ``f*``.
+
+    Args:
+        divergence: a registered name (``"js"``) or a ``Divergence`` object.
+        similarity: a registered name (``"gaussian"``, ``"cosine"``) or a ``Similarity``.
+        alpha: weight of the negative term (paper: 40 vision, 409600 text).
+        gamma, mu: options of a similarity given by name (gaussian: ``log mu - gamma d^2``;
+            paper: gamma 1 vision, 20 text); None leaves the similarity's default.
+        negatives: ``"view1"`` (paper), ``"both"``, ``"cross"``, ``"simclr"`` or ``"none"``
+            (queue only); see ``_pairs.negative_blocks``.
+        queue_size: keep a queue of this many keys (the second view, detached) as extra
+            negatives, MoCo style; 0: none. ``forward(z1, z2, queue=keys)`` passes keys instead.
+        gather: gather negatives across processes when ``torch.distributed`` is initialised.
+        chunk_size: ``"auto"``, None (dense) or rows per chunk for the negative sums
+            (``_pairs.pair_sum``).
+        divergence_options, similarity_options: extra keywords for building them by name.
+            A similarity by name whose factory takes ``normalize`` gets ``normalize=False``
+            (the objective normalises the projections once itself).
 
     Example:
-        >>> import torch
-        >>> round(float(uniformity(torch.eye(3), t=2.0)), 4)  # every distance^2 is 2
-        -4.0
+        >>> import torch, fmicl_registry as fm
+        >>> loss_fn = fm.get_objective("fmicl", divergence="js", alpha=40.0, gamma=1.0)
+        >>> z1, z2 = torch.randn(16, 8), torch.randn(16, 8)
+        >>> loss_fn(z1, z2).shape
+        torch.Size([])
     """
-    x = F.normalize(x, dim=-1)
-    n = len(x)
-    squared = (2 - 2 * (x @ x.mT)).clamp(0.0, 4.0)
-    eye = torch.eye(n, dtype=torch.bool, device=x.device)
-    return torch.logsumexp((-t * squared).masked_fill(eye, -math.inf).flatten(), 0) - math.log(
-        n * (n - 1)
-    )
 
+    def __init__(
+        self,
+        divergence: str | Divergence = "js",
+        similarity: str | Similarity = "gaussian",
+        alpha: float = 40.0,
+        gamma: float | None = None,
+        mu: float | None = None,
+        negatives: Negatives = "view1",
+        queue_size: int = 0,
+        gather: bool = True,
+        chunk_size: ChunkSize = "auto",
+        divergence_options: Mapping[str, Any] | None = None,
+        similarity_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if negatives not in NEGATIVES:
+            raise ObjectiveError(
+                f"negatives must be one of {', '.join(NEGATIVES)}; got {negatives!r}"
+            )
+        chunk_rows(1, 1, chunk_size)  # validates
+        self.divergence = _divergence(divergence, divergence_options)
+        options = {k: v for k, v in (("gamma", gamma), ("mu", mu)) if v is not None}
+        options.update(similarity_options or {})
+        if isinstance(similarity, str):
+            if "normalize" in _parameters("similarities", similarity):
+                options.setdefault("normalize", False)  # the projections arrive normalised
+            self.similarity = get_similarity(similarity, **options)
+        elif options:
+            raise ObjectiveError(
+                f"gamma, mu and similarity_options apply to a similarity given by name; set "
+                f"them on {similarity!r} instead"
+            )
+        else:
+            self.similarity = check_similarity(similarity)
+        check_domain(self.divergence, self.similarity)
+        self.alpha = check_positive("alpha", alpha)
+        self.negatives = negatives
+        self.gather = gather
+        self.chunk_size = chunk_size
+        self.queue = KeyQueue(queue_size) if queue_size else None
+        self._magnitude = term_magnitude(self.divergence, self.similarity, self.alpha)
+        self._checked: set[torch.dtype] = set()
+        #: The two means of the last batch, detached (a training loop's NaN guard reads them).
+        self.last_terms: dict[str, Tensor] = {}
 
-def align_uniform_loss(
-    z1: Tensor, z2: Tensor, *, alpha: float = 2.0, t: float = 2.0, lam: float = 1.0
-) -> Tensor:
-    """Alignment + uniformity (Wang and Isola 2020, eq. 4-5, as in their reference code)::
+    def _check_dtype(self, z: Tensor) -> None:
+        dtype = z.dtype
+        try:
+            if torch.is_autocast_enabled(z.device.type):
+                dtype = torch.get_autocast_dtype(z.device.type)
+        except RuntimeError:  # a device type without autocast (meta, say): its own dtype counts
+            pass
+        if dtype in self._checked or not dtype.is_floating_point:
+            return
+        self._checked.add(dtype)
+        largest = torch.finfo(dtype).max
+        value, where = self._magnitude
+        if value > largest:
+            warnings.warn(
+                f"f-MICL with divergence {getattr(self.divergence, 'name', '?')!r}, "
+                f"{self.similarity!r} and alpha={self.alpha:g}: {where} exceeds the largest "
+                f"{dtype} number ({largest:.3g}), so the loss or its gradient becomes inf for "
+                "such pairs. Use float64, a smaller gamma, or another divergence.",
+                OverflowRiskWarning,
+                stacklevel=3,
+            )
 
-        mean_i ||x_i - y_i||^alpha + lam * (uniformity(x, t) + uniformity(y, t)) / 2
+    def forward(self, z1: Tensor, z2: Tensor, queue: Tensor | None = None) -> Tensor:
+        """The loss of one batch; ``queue``: ``(K, D)`` extra negatives (instead of the
+        module's own queue, which is then not updated)."""
+        self._check_dtype(z1)
+        keys1, offset = gather(z1, self.gather)
+        keys2, _ = gather(z2, self.gather)
+        queue, own = queue_for(self.queue, queue, z2)
+        loss = fmicl_loss(
+            z1,
+            z2,
+            self.divergence,
+            self.similarity,
+            alpha=self.alpha,
+            negatives=self.negatives,
+            queue=queue,
+            keys1=keys1,
+            keys2=keys2,
+            offset=offset,
+            chunk_size=self.chunk_size,
+            terms=self.last_terms,
+        )
+        if own is not None and self.training:
+            own.push(keys2.detach())
+        return loss
 
-    Example:
-        >>> import torch
-        >>> round(float(align_uniform_loss(torch.eye(3), torch.eye(3))), 4)
-        -4.0
-    """
-    _check_views(z1, z2, at_least=2)
-    x, y = F.normalize(z1, dim=-1), F.normalize(z2, dim=-1)
-    align = (x - y).norm(dim=-1).pow(alpha).mean()
-    return align + lam * (uniformity(x, t) + uniformity(y, t)) / 2
+    def extra_repr(self) -> str:
+        name = getattr(self.divergence, "name", "?")
+        return (
+            f"divergence={name!r}, similarity={self.similarity!r}, alpha={self.alpha:g}, "
+            f"negatives={self.negatives!r}"
+        )
