@@ -2,7 +2,8 @@
 per file, each a pure loss function and the ``torch.nn.Module`` that holds its state:
 
 - ``fmicl``: :func:`fmicl_loss`, :class:`FMICL` (the f-MICL objective, any divergence and
-  similarity);
+  similarity; ``fmicl_loss(..., return_terms=True)`` gives :class:`FMICLTerms`, the loss and
+  its two means, which ``FMICL`` keeps as ``last_terms``);
 - ``infonce``: :func:`infonce_loss`, :class:`InfoNCE` (SimCLR's NT-Xent),
   :func:`moco_infonce_loss`, :class:`MoCoInfoNCE` (MoCo's InfoNCE);
 - ``align_uniform``: :func:`align_uniform_loss`, :class:`AlignUniform` (Wang and Isola);
@@ -32,7 +33,7 @@ from torch import nn
 
 from ..errors import ObjectiveError
 from .align_uniform import AlignUniform, align_uniform_loss
-from .fmicl import FMICL, OverflowRiskWarning, check_domain, fmicl_loss
+from .fmicl import FMICL, FMICLTerms, OverflowRiskWarning, check_domain, fmicl_loss
 from .infonce import InfoNCE, MoCoInfoNCE, infonce_loss, moco_infonce_loss
 from .queue import KeyQueue
 
@@ -57,6 +58,7 @@ def get_objective(name: str, **options: Any) -> nn.Module:
 __all__ = [
     "FMICL",
     "AlignUniform",
+    "FMICLTerms",
     "InfoNCE",
     "KeyQueue",
     "MoCoInfoNCE",

@@ -26,7 +26,7 @@ import inspect
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 import sympy as sp
 import torch
@@ -39,6 +39,7 @@ from ..similarities import check_similarity, get_similarity
 from ._common import check_positive, check_views, gather
 from ._pairs import (
     NEGATIVES,
+    Block,
     ChunkSize,
     Negatives,
     accumulation_dtype,
@@ -201,6 +202,54 @@ def _declared_symmetric(similarity: object) -> bool:
 
 
 # ------------------------------------------------------------------------------- the loss
+class FMICLTerms(NamedTuple):
+    """What :func:`fmicl_loss` computed (``return_terms=True``): scalars, differentiable, with
+    ``loss = alpha * negative - positive`` up to rounding."""
+
+    #: The loss to minimise (what ``fmicl_loss`` returns without ``return_terms``).
+    loss: Tensor
+    #: ``mean_i pos(s(z1_i, z2_i))``: the positive term, over the N positive pairs.
+    positive: Tensor
+    #: ``mean neg(s(a, b))``: the negative term, over every negative pair (batch and queue).
+    negative: Tensor
+
+
+@overload
+def fmicl_loss(
+    z1: Tensor,
+    z2: Tensor,
+    divergence: Divergence,
+    similarity: Similarity,
+    *,
+    alpha: float = ...,
+    negatives: Negatives = ...,
+    queue: Tensor | None = ...,
+    keys1: Tensor | None = ...,
+    keys2: Tensor | None = ...,
+    offset: int = ...,
+    chunk_size: ChunkSize = ...,
+    return_terms: Literal[False] = ...,
+) -> Tensor: ...
+
+
+@overload
+def fmicl_loss(
+    z1: Tensor,
+    z2: Tensor,
+    divergence: Divergence,
+    similarity: Similarity,
+    *,
+    alpha: float = ...,
+    negatives: Negatives = ...,
+    queue: Tensor | None = ...,
+    keys1: Tensor | None = ...,
+    keys2: Tensor | None = ...,
+    offset: int = ...,
+    chunk_size: ChunkSize = ...,
+    return_terms: Literal[True],
+) -> FMICLTerms: ...
+
+
 def fmicl_loss(
     z1: Tensor,
     z2: Tensor,
@@ -214,8 +263,8 @@ def fmicl_loss(
     keys2: Tensor | None = None,
     offset: int = 0,
     chunk_size: ChunkSize = "auto",
-    terms: dict[str, Tensor] | None = None,
-) -> Tensor:
+    return_terms: bool = False,
+) -> Tensor | FMICLTerms:
     """The f-MICL loss (Lu et al. 2023), to minimise::
 
         -( mean_i pos(s(z1_i, z2_i)) - alpha * mean_{negative pairs (a, b)} neg(s(a, b)) )
@@ -241,11 +290,12 @@ def fmicl_loss(
         keys1, keys2, offset: the projections of all processes and the index of ``z1[0]``
             in them (distributed negatives); default: ``z1``, ``z2``, 0.
         chunk_size: how the negative sums run (``_pairs.pair_sum``).
-        terms: a dict that receives the two means, detached: ``"positive term"`` and
-            ``"negative term"`` (what a training loop reports when the loss stops being finite).
+        return_terms: return :class:`FMICLTerms`, the loss with its two means (what a training
+            loop reports when the loss stops being finite), instead of the loss alone.
 
     Returns:
-        A scalar in the inputs' dtype (float32 for bfloat16/float16 inputs).
+        The loss, a scalar in the inputs' dtype (float32 for bfloat16/float16 inputs), or
+        ``FMICLTerms(loss, positive, negative)``.
 
     Example:
         >>> import torch, fmicl_registry as fm
@@ -256,22 +306,60 @@ def fmicl_loss(
         >>> neg = (G.sum() - 8) / 56
         >>> torch.allclose(loss, -(1 - neg), atol=1e-6)
         True
+        >>> out = fmicl_loss(z, z, fm.get_divergence("kl"), Gaussian(), return_terms=True)
+        >>> float(out.positive), torch.allclose(out.negative, neg, atol=1e-6)  # G(z_i, z_i) = 1
+        (1.0, True)
+        >>> torch.allclose(out.loss, 40 * out.negative - out.positive)
+        True
     """
     check_views(z1, z2)
     alpha = check_positive("alpha", alpha)
     trainable = _trainable(similarity)
     positive, negative = critic_terms(divergence, similarity, trainable=trainable)
-    # Keys that are the views themselves (one process: what the modules pass) are not
-    # normalised a second time.
-    raw1, raw2 = z1, z2
-    z1, z2 = F.normalize(z1, dim=-1), F.normalize(z2, dim=-1)
-    keys1 = z1 if keys1 is None or keys1 is raw1 else F.normalize(keys1, dim=-1)
-    keys2 = z2 if keys2 is None or keys2 is raw2 else F.normalize(keys2, dim=-1)
-    if keys1.shape != keys2.shape or not 0 <= offset <= len(keys1) - len(z1):
+    z1, z2, keys1, keys2 = _normalised(z1, z2, keys1, keys2, offset)
+    blocks, count = _negative_pairs(negatives, z1, z2, keys1, keys2, offset, queue)
+    # A symmetric similarity with nothing learning inside: z1_i z1_j and z1_j z1_i mirror
+    # each other, so pair_sum computes the gradient through one side only and doubles it.
+    symmetric = _declared_symmetric(similarity) and not trainable
+    total = _negative_sum(similarity, negative, blocks, _chunking(chunk_size, trainable), symmetric)
+    mean_positive = _positive_mean(similarity, positive, z1, z2)
+    # -(mean_positive - alpha * total / count), in two scalar operations instead of four.
+    loss = torch.sub(total * (alpha / count), mean_positive)
+    return FMICLTerms(loss, mean_positive, total / count) if return_terms else loss
+
+
+def _as_keys(keys: Tensor | None, view: Tensor, raw: Tensor) -> Tensor:
+    """``keys`` normalised; the normalised ``view`` itself when they are its raw rows (one
+    process: what the module passes) or not given."""
+    return view if keys is None or keys is raw else F.normalize(keys, dim=-1)
+
+
+def _normalised(
+    z1: Tensor, z2: Tensor, keys1: Tensor | None, keys2: Tensor | None, offset: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The views and the keys of every process on the unit sphere, the batch checked to sit at
+    ``offset`` in the keys."""
+    x1, x2 = F.normalize(z1, dim=-1), F.normalize(z2, dim=-1)
+    k1, k2 = _as_keys(keys1, x1, z1), _as_keys(keys2, x2, z2)
+    if k1.shape != k2.shape or not 0 <= offset <= len(k1) - len(x1):
         raise ObjectiveError(
-            f"keys1 {tuple(keys1.shape)} and keys2 {tuple(keys2.shape)} must have the same "
-            f"shape and hold the batch ({len(z1)} rows) at offset {offset}"
+            f"keys1 {tuple(k1.shape)} and keys2 {tuple(k2.shape)} must have the same "
+            f"shape and hold the batch ({len(x1)} rows) at offset {offset}"
         )
+    return x1, x2, k1, k2
+
+
+def _negative_pairs(
+    negatives: Negatives,
+    z1: Tensor,
+    z2: Tensor,
+    keys1: Tensor,
+    keys2: Tensor,
+    offset: int,
+    queue: Tensor | None,
+) -> tuple[list[Block], int]:
+    """The blocks of negative pairs (``negatives`` in the batch, then ``z1`` against the
+    queue) and how many pairs they hold; refused when none."""
     blocks = negative_blocks(negatives, z1, z2, keys1, keys2, offset)
     if queue is not None:
         blocks.append((z1, F.normalize(queue.to(z1.dtype), dim=-1), ()))
@@ -286,7 +374,30 @@ def fmicl_loss(
             f"no negative pairs: negatives={negatives!r} with a batch of {len(keys1)}; use a "
             "batch of at least 2"
         )
+    return blocks, count
 
+
+def _chunking(chunk_size: ChunkSize, trainable: bool) -> ChunkSize:
+    """``chunk_size``, or None (dense) for a similarity that learns: the chunked path
+    differentiates its two inputs only, the dense one lets autograd see everything."""
+    if not trainable or chunk_size is None:
+        return chunk_size
+    if chunk_size != "auto":
+        raise ObjectiveError(
+            "a similarity with trainable tensors needs chunk_size=None (the chunked path "
+            "would drop their gradients from the negative term)"
+        )
+    return None
+
+
+def _negative_sum(
+    similarity: Similarity,
+    negative: Term,
+    blocks: list[Block],
+    chunk_size: ChunkSize,
+    symmetric: bool,
+) -> Tensor:
+    """``sum neg(s(a, b))`` over every negative pair, in at least float32."""
     if isinstance(negative, SlopedTerm):  # the sums differentiate it by its slope
         pairs, term = similarity.pairwise, negative
     else:
@@ -295,38 +406,21 @@ def fmicl_loss(
             return negative(similarity.pairwise(a, b))
 
         term = None
-
-    if trainable and chunk_size is not None:
-        # The chunked path differentiates its two inputs only; a learning similarity needs the
-        # dense path, where autograd sees everything.
-        if chunk_size != "auto":
-            raise ObjectiveError(
-                "a similarity with trainable tensors needs chunk_size=None (the chunked path "
-                "would drop their gradients from the negative term)"
-            )
-        chunk_size = None
-
-    # A symmetric similarity with nothing learning inside: z1_i z1_j and z1_j z1_i mirror
-    # each other, so pair_sum computes the gradient through one side only and doubles it.
-    symmetric = _declared_symmetric(similarity) and not trainable
     sums = [
         pair_sum(pairs, a, b, exclude, chunk_size, term=term, symmetric=symmetric)
         for a, b, exclude in blocks
     ]
-    total = functools.reduce(torch.add, sums)
+    return functools.reduce(torch.add, sums)
+
+
+def _positive_mean(similarity: Similarity, positive: Term, z1: Tensor, z2: Tensor) -> Tensor:
+    """``mean_i pos(s(z1_i, z2_i))``, in at least float32."""
     if isinstance(positive, SlopedTerm):
-        mean_positive = sloped_sum(similarity.paired(z1, z2), positive) / len(z1)
-    else:
-        acc = accumulation_dtype(z1.dtype)
-        mean_positive = positive(similarity.paired(z1, z2)).mean(dtype=acc)
-    if terms is not None:
-        terms["positive term"] = mean_positive.detach()
-        terms["negative term"] = total.detach() / count
-    # -(mean_positive - alpha * total / count), in two scalar operations instead of four.
-    return torch.sub(total * (alpha / count), mean_positive)
+        return sloped_sum(similarity.paired(z1, z2), positive) / len(z1)
+    return positive(similarity.paired(z1, z2)).mean(dtype=accumulation_dtype(z1.dtype))
 
 
-# --------------------------------------------------------------------------------- module
+# ----------------------------------------------------------------------------- the module
 class OverflowRiskWarning(UserWarning):
     """The f-MICL terms reach values beyond the largest finite number of the dtype in use."""
 
@@ -470,7 +564,7 @@ class FMICL(nn.Module):
         keys1, offset = gather(z1, self.gather)
         keys2, _ = gather(z2, self.gather)
         queue, own = queue_for(self.queue, queue, z2)
-        loss = fmicl_loss(
+        result = fmicl_loss(
             z1,
             z2,
             self.divergence,
@@ -482,11 +576,15 @@ class FMICL(nn.Module):
             keys2=keys2,
             offset=offset,
             chunk_size=self.chunk_size,
-            terms=self.last_terms,
+            return_terms=True,
         )
+        self.last_terms = {
+            "positive term": result.positive.detach(),
+            "negative term": result.negative.detach(),
+        }
         if own is not None and self.training:
             own.push(keys2.detach())
-        return loss
+        return result.loss
 
     def extra_repr(self) -> str:
         name = getattr(self.divergence, "name", "?")
