@@ -64,7 +64,7 @@ class Gaussian:
 
     kind: Literal["log_ratio"] = "log_ratio"
     #: ``pairwise(a, b) == pairwise(b, a).T``: the objective differentiates a batch against
-    #: itself through one side only (``objectives.negatives.pair_sum``).
+    #: itself through one side only (``objectives._pairs.pair_sum``).
     symmetric = True
 
     def __init__(self, gamma: float = 1.0, mu: float = 1.0, normalize: bool = True) -> None:

@@ -1,7 +1,20 @@
-"""Contrastive objectives: f-MICL (Lu et al. 2023) and the baselines it is compared with.
+"""Contrastive objectives: f-MICL (Lu et al. 2023) and the baselines it is compared with, one
+per file, each a pure loss function and the ``torch.nn.Module`` that holds its state:
 
-``functional`` holds the maths as pure functions, ``modules`` the ``torch.nn.Module`` wrappers
-(state: a queue of keys; gathering across processes), ``negatives`` the chunked negative sums.
+- ``fmicl``: :func:`fmicl_loss`, :class:`FMICL` (the f-MICL objective, any divergence and
+  similarity; ``fmicl_loss(..., return_terms=True)`` gives :class:`FMICLTerms`, the loss and
+  its two means, which ``FMICL`` keeps as ``last_terms``);
+- ``infonce``: :func:`infonce_loss`, :class:`InfoNCE` (SimCLR's NT-Xent),
+  :func:`moco_infonce_loss`, :class:`MoCoInfoNCE` (MoCo's InfoNCE);
+- ``align_uniform``: :func:`align_uniform_loss`, :class:`AlignUniform` (Wang and Isola);
+- ``queue``: :class:`KeyQueue`, MoCo's queue of keys.
+
+A module's ``forward(z1, z2)`` takes the projections ``(N, D)`` of the two views and returns a
+scalar loss. Under ``torch.distributed`` (``gather=True``, the default) each process computes
+the loss of its own anchors against the negatives of all processes; with DDP's gradient
+averaging this is the gradient of one process on the whole batch (``fmicl_registry.distributed``;
+``AlignUniform`` does not gather: the log of a mean does not split over processes).
+
 The built-in plugin registers ``fmicl``, ``infonce``, ``moco_infonce`` and ``align_uniform``.
 
 Example:
@@ -18,15 +31,11 @@ from typing import Any
 
 from torch import nn
 
-from .functional import (
-    ObjectiveError,
-    align_uniform_loss,
-    check_domain,
-    fmicl_loss,
-    infonce_loss,
-    moco_infonce_loss,
-)
-from .modules import FMICL, AlignUniform, InfoNCE, KeyQueue, MoCoInfoNCE, OverflowRiskWarning
+from ..errors import ObjectiveError
+from .align_uniform import AlignUniform, align_uniform_loss
+from .fmicl import FMICL, FMICLTerms, OverflowRiskWarning, check_domain, fmicl_loss
+from .infonce import InfoNCE, MoCoInfoNCE, infonce_loss, moco_infonce_loss
+from .queue import KeyQueue
 
 
 def get_objective(name: str, **options: Any) -> nn.Module:
@@ -49,6 +58,7 @@ def get_objective(name: str, **options: Any) -> nn.Module:
 __all__ = [
     "FMICL",
     "AlignUniform",
+    "FMICLTerms",
     "InfoNCE",
     "KeyQueue",
     "MoCoInfoNCE",

@@ -22,7 +22,7 @@ from torch.func import grad, jvp, vmap
 import fmicl_registry as fm
 from fmicl_registry.dsl import ops, stabilize
 from fmicl_registry.dsl.parse import U
-from fmicl_registry.objectives.functional import critic_terms
+from fmicl_registry.objectives.fmicl import critic_terms
 from fmicl_registry.similarities import Gaussian
 
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)

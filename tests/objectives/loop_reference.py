@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import mpmath
 import torch
@@ -36,20 +37,19 @@ def squared_distance(x: Vector, y: Vector) -> float:
     return sum((a - b) ** 2 for a, b in zip(x, y, strict=True))
 
 
-def fmicl_reference(
+def fmicl_reference_terms(
     z1: torch.Tensor,
     z2: torch.Tensor,
     name: str,
     *,
-    alpha: float,
     similarity: str = "gaussian",
     gamma: float = 1.0,
     mu: float = 1.0,
     scale: float = 1.0,
     negatives: str = "view1",
     queue: torch.Tensor | None = None,
-) -> float:
-    """-( mean_i pos(x_i, y_i) - alpha * mean over negative pairs of neg(., .) ), by loops."""
+) -> tuple[mpmath.mpf, mpmath.mpf]:
+    """``(mean_i pos(x_i, y_i), mean over negative pairs of neg(., .))``, by loops (50 digits)."""
     fp, fstar = TEXTBOOK[name]
     with mpmath.workdps(50):
         if similarity == "gaussian":
@@ -86,6 +86,15 @@ def fmicl_reference(
             pairs += [(x, q) for x in xs for q in unit_rows(queue)]
         positive = mpmath.fsum(pos(x, y) for x, y in zip(xs, ys, strict=True)) / n
         negative = mpmath.fsum(neg(a, b) for a, b in pairs) / len(pairs)
+        return positive, negative
+
+
+def fmicl_reference(
+    z1: torch.Tensor, z2: torch.Tensor, name: str, *, alpha: float, **options: Any
+) -> float:
+    """-( mean_i pos(x_i, y_i) - alpha * mean over negative pairs of neg(., .) ), by loops."""
+    positive, negative = fmicl_reference_terms(z1, z2, name, **options)
+    with mpmath.workdps(50):
         return float(-(positive - alpha * negative))
 
 

@@ -8,10 +8,10 @@ import warnings
 
 import pytest
 import torch
-from loop_reference import COSINE_OK, TEXTBOOK, fmicl_reference
+from loop_reference import COSINE_OK, TEXTBOOK, fmicl_reference, fmicl_reference_terms
 
 import fmicl_registry as fm
-from fmicl_registry.objectives import FMICL, KeyQueue, ObjectiveError, fmicl_loss
+from fmicl_registry.objectives import FMICL, FMICLTerms, ObjectiveError, fmicl_loss
 from fmicl_registry.similarities import Cosine, Gaussian
 
 CATALOG = sorted(TEXTBOOK)
@@ -120,12 +120,6 @@ def test_stateful_queue_holds_the_last_keys_and_round_trips() -> None:
     before = keys.clone()
     objective(z1, z2)  # eval mode: the queue does not move
     assert torch.equal(objective.queue.keys, before)
-
-
-def test_queue_push_keeps_the_newest_when_the_batch_is_larger() -> None:
-    queue = KeyQueue(3)
-    queue.push(torch.eye(5))
-    assert torch.equal(queue.keys, torch.eye(5)[2:])
 
 
 def test_user_defined_divergence_and_similarity_objects() -> None:
@@ -257,14 +251,46 @@ def test_specialised_sloped_terms_give_the_plain_loss_and_gradients(
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("negatives", ["view1", "both", "cross", "simclr", "none"])
+def test_the_loss_returns_its_two_means_when_asked(negatives: str) -> None:
+    # The positive and negative terms of the paper's objective, each pinned to the loops, and
+    # the loss they make: alpha * negative - positive, the same loss as without return_terms.
+    z1, z2 = _views(5)
+    queue = torch.randn(4, 4, dtype=torch.float64)
+    d, sim = fm.get_divergence("js"), Gaussian(gamma=2.0)
+    x1, x2 = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    out = fmicl_loss(x1, x2, d, sim, alpha=3.0, negatives=negatives, queue=queue, return_terms=True)  # type: ignore[arg-type]
+    assert isinstance(out, FMICLTerms) and out._fields == ("loss", "positive", "negative")
+    positive, negative = fmicl_reference_terms(
+        z1, z2, "js", gamma=2.0, negatives=negatives, queue=queue
+    )
+    _close(out.positive.detach(), float(positive))
+    _close(out.negative.detach(), float(negative))
+    plain = fmicl_loss(z1, z2, d, sim, alpha=3.0, negatives=negatives, queue=queue)  # type: ignore[arg-type]
+    assert torch.equal(out.loss, plain)
+    torch.testing.assert_close(out.loss, 3.0 * out.negative - out.positive, rtol=1e-14, atol=0)
+    # They are the pieces of the loss's graph, not copies: their gradients make its gradient.
+    want = torch.autograd.grad(out.loss, (x1, x2), retain_graph=True)
+    got = torch.autograd.grad(3.0 * out.negative - out.positive, (x1, x2))
+    for left, right in zip(got, want, strict=True):
+        torch.testing.assert_close(left, right, rtol=1e-12, atol=1e-14)
+
+
 def test_last_terms_hold_the_two_means() -> None:
     z1, z2 = _views()
     objective = fm.get_objective("fmicl", divergence="js", gamma=2.0, alpha=5.0)
-    loss = objective(z1, z2)
+    loss = objective(z1.requires_grad_(), z2)
     terms = objective.last_terms
     assert set(terms) == {"positive term", "negative term"}
-    assert not terms["positive term"].requires_grad
+    assert not terms["positive term"].requires_grad and not terms["negative term"].requires_grad
     torch.testing.assert_close(loss, -(terms["positive term"] - 5.0 * terms["negative term"]))
+    out = fmicl_loss(
+        z1, z2, objective.divergence, objective.similarity, alpha=5.0, return_terms=True
+    )
+    assert torch.equal(terms["positive term"], out.positive)
+    assert torch.equal(terms["negative term"], out.negative)
+    objective(z2, z1)  # the next batch's means replace them
+    assert not torch.equal(objective.last_terms["negative term"], terms["negative term"])
 
 
 def test_second_derivatives_match_the_plain_path() -> None:
@@ -342,7 +368,7 @@ class _FlippedDeclared(_Flipped):
 
 
 def test_a_subclass_that_overrides_pairwise_does_not_inherit_symmetric() -> None:
-    from fmicl_registry.objectives.functional import _declared_symmetric
+    from fmicl_registry.objectives.fmicl import _declared_symmetric
 
     assert _declared_symmetric(Gaussian()) and _declared_symmetric(Cosine())
     assert not _declared_symmetric(_Flipped())

@@ -6,9 +6,7 @@ import pytest
 import torch
 
 import fmicl_registry as fm
-from fmicl_registry.objectives import ObjectiveError, fmicl_loss
-from fmicl_registry.objectives.functional import align_uniform_loss, infonce_loss
-from fmicl_registry.objectives.modules import KeyQueue
+from fmicl_registry.objectives import ObjectiveError, align_uniform_loss, fmicl_loss, infonce_loss
 
 
 class LearnableGamma:
@@ -44,13 +42,6 @@ def test_a_learning_similarity_gets_its_full_gradient() -> None:
     assert grads[0] == pytest.approx(grads[1], rel=1e-9)
     with pytest.raises(ObjectiveError, match="chunk_size=None"):
         fmicl_loss(z1, z2, d, LearnableGamma(), chunk_size=8)
-
-
-def test_a_queue_saved_with_another_size_is_refused() -> None:
-    small, big = KeyQueue(4), KeyQueue(8)
-    big.push(torch.randn(8, 3))
-    with pytest.raises(ObjectiveError, match="holds 8 keys but this one holds 4"):
-        small.load_state_dict(big.state_dict())
 
 
 @pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), "0.5"])

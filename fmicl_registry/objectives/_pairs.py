@@ -1,4 +1,5 @@
-"""Sums of a term over many pairs without holding every pair: the f-MICL negative term.
+"""The negative pairs of f-MICL: which pairs (:func:`negative_blocks`) and the sums of a term
+over them without holding every pair (:func:`pair_sum`). Private to ``objectives``.
 
 ``pair_sum(fn, a, b)`` is ``sum_{i, j} fn(a, b)[i, j]`` over the pairs ``(i, j)`` whose offset
 ``j - i`` is not excluded (the self pairs of a batch against itself, offset 0). Up to
@@ -17,23 +18,60 @@ times the incoming gradient (the chunked path recomputes the similarity values o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch.autograd.function import FunctionCtx
 
 from ..dsl.ops import SlopedTerm, functorch_active, plain
+from ..errors import ObjectiveError
 
 Tensor = torch.Tensor
 #: ``fn(a, b) -> (len(a), len(b))``: the term of every pair of rows.
 PairFn = Callable[[Tensor, Tensor], Tensor]
 ChunkSize = int | Literal["auto"] | None
+#: ``(anchors, keys, excluded offsets j - i)``: the pairs of one :func:`pair_sum`.
+Block = tuple[Tensor, Tensor, tuple[int, ...]]
+Negatives = Literal["view1", "both", "cross", "simclr", "none"]
+NEGATIVES: tuple[str, ...] = get_args(Negatives)
 
 #: ``chunk_size="auto"`` runs densely up to this many pairs, else in chunks of about as many:
 #: per device type, default for others. On 2 CPU cores, 2**20-pair chunks (4 MiB per float32
 #: intermediate) ran fastest (cache) and beat the dense path from 2**22 pairs on; on a GPU
 #: bigger chunks mean fewer kernel launches (2**22: 16 MiB per intermediate; not tuned).
 CHUNK_PAIRS = {"cpu": 2**20, "default": 2**22}
+
+
+def negative_blocks(
+    negatives: str, z1: Tensor, z2: Tensor, keys1: Tensor, keys2: Tensor, offset: int
+) -> list[Block]:
+    """The negative pairs as ``(anchors, keys, excluded offsets j - i)`` blocks.
+
+    ``view1``: ``z1_i`` with ``z1_j``, ``i != j`` (the paper's formula); ``both``: that and
+    the same within view 2; ``cross``: ``z1_i`` with ``z2_j``, ``i != j``; ``simclr``: every
+    view of the other samples (2N - 2 per anchor, as NT-Xent); ``none``: no batch negatives
+    (a queue gives them). ``offset`` is the index of ``z1[0]`` in ``keys1``.
+
+    Example:
+        >>> z = torch.zeros(3, 2)
+        >>> [(len(a), len(b), skip) for a, b, skip in negative_blocks("simclr", z, z, z, z, 0)]
+        [(3, 6, (0, 3)), (3, 6, (0, 3))]
+    """
+    if negatives == "simclr":
+        n = len(keys1)
+        keys = torch.cat([keys1, keys2])  # z1_i is keys[offset + i]; z2_i is keys[n + offset + i]
+        others: tuple[int, ...] = (offset, n + offset)
+        return [(z1, keys, others), (z2, keys, others)]
+    own: tuple[int, ...] = (offset,)
+    blocks: dict[str, list[Block]] = {
+        "view1": [(z1, keys1, own)],
+        "both": [(z1, keys1, own), (z2, keys2, own)],
+        "cross": [(z1, keys2, own)],
+        "none": [],
+    }
+    if negatives not in blocks:
+        raise ObjectiveError(f"negatives must be one of {', '.join(NEGATIVES)}; got {negatives!r}")
+    return blocks[negatives]
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -212,49 +250,85 @@ class _ChunkedPairSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
         a, b = ctx.saved_tensors  # type: ignore[attr-defined]
-        fn, exclude, chunk = ctx.fn, ctx.exclude, ctx.chunk  # type: ignore[attr-defined]
-        need_a, need_b = ctx.needs_input_grad[:2]  # type: ignore[attr-defined]
-        term = ctx.term  # type: ignore[attr-defined]
+        need: tuple[bool, bool] = ctx.needs_input_grad[:2]  # type: ignore[attr-defined]
+        pairs = (ctx.fn, ctx.term, ctx.exclude)  # type: ignore[attr-defined]
         if torch.is_grad_enabled():
-            # create_graph (second derivatives): a differentiable recomputation, dense, since
-            # the chunk-by-chunk gradient below is a constant to autograd.
-            a, b = a.view_as(a), b.view_as(b)  # partial derivatives, also when b is a
-            wrt = [t for t, need in ((a, need_a), (b, need_b)) if need]
-            total = _plain_sum(fn(a, b), term, exclude)
-            grads = list(torch.autograd.grad(total, wrt, grad, create_graph=True))
-            return (
-                grads.pop(0) if need_a else None,
-                grads.pop(0) if need_b else None,
-                None,
-                None,
-                None,
-                None,
-            )
-        acc = accumulation_dtype(a.dtype)
-        grad_a = torch.zeros_like(a) if need_a else None
-        grad_b = torch.zeros(b.shape, dtype=acc, device=b.device) if need_b else None
-        with torch.enable_grad():
-            b_ = b.detach().requires_grad_(need_b)
-            for start in range(0, a.shape[0], chunk):
-                a_ = a[start : start + chunk].detach().requires_grad_(need_a)
-                wrt = [t for t, need in ((a_, need_a), (b_, need_b)) if need]
-                if term is None:
-                    total = _masked(fn(a_, b_), start, exclude).sum(dtype=acc)
-                    grads = list(torch.autograd.grad(total, wrt))
-                else:  # the term's gradient is its slope: only the similarity is recomputed
-                    values = fn(a_, b_)
-                    slope = _own(term.slope(values.detach()), values)
-                    _zero_diagonals(slope, start, exclude)
-                    grads = list(torch.autograd.grad(values, wrt, slope))
-                if grad_a is not None:
-                    grad_a[start : start + chunk] = grads.pop(0)
-                if grad_b is not None:
-                    grad_b += grads.pop(0)
-        if grad_a is not None:
-            grad_a *= grad.to(a.dtype)
-        if grad_b is not None:
-            grad_b = (grad_b * grad).to(b.dtype)
+            grad_a, grad_b = _graph_grads(a, b, need, grad, *pairs)
+        else:
+            grad_a, grad_b = _chunked_grads(a, b, need, grad, ctx.chunk, *pairs)  # type: ignore[attr-defined]
         return grad_a, grad_b, None, None, None, None
+
+
+def _by_input(grads: Iterable[Tensor], need: tuple[bool, bool]) -> tuple[Tensor | None, ...]:
+    """The gradients of the inputs that need one (in order), None for the others."""
+    given = iter(grads)
+    return tuple(next(given) if needed else None for needed in need)
+
+
+def _graph_grads(
+    a: Tensor,
+    b: Tensor,
+    need: tuple[bool, bool],
+    grad: Tensor,
+    fn: PairFn,
+    term: SlopedTerm | None,
+    exclude: tuple[int, ...],
+) -> tuple[Tensor | None, ...]:
+    """create_graph (second derivatives): a differentiable recomputation, dense, since the
+    chunk-by-chunk gradient of :func:`_chunked_grads` is a constant to autograd."""
+    a, b = a.view_as(a), b.view_as(b)  # partial derivatives, also when b is a
+    wrt = [t for t, needed in zip((a, b), need, strict=True) if needed]
+    total = _plain_sum(fn(a, b), term, exclude)
+    return _by_input(torch.autograd.grad(total, wrt, grad, create_graph=True), need)
+
+
+def _chunk_grads(
+    fn: PairFn, term: SlopedTerm | None, a: Tensor, b: Tensor, start: int, exclude: tuple[int, ...]
+) -> tuple[Tensor, ...]:
+    """The gradient of one chunk's sum (rows ``start..`` of the full matrix) with respect to
+    those of ``a`` and ``b`` that require one."""
+    wrt = [t for t in (a, b) if t.requires_grad]
+    values = fn(a, b)
+    if term is None:
+        total = _masked(values, start, exclude).sum(dtype=accumulation_dtype(a.dtype))
+        return torch.autograd.grad(total, wrt)
+    # The term's gradient is its slope: only the similarity is recomputed.
+    slope = _own(term.slope(values.detach()), values)
+    _zero_diagonals(slope, start, exclude)
+    return torch.autograd.grad(values, wrt, slope)
+
+
+def _chunked_grads(
+    a: Tensor,
+    b: Tensor,
+    need: tuple[bool, bool],
+    grad: Tensor,
+    chunk: int,
+    fn: PairFn,
+    term: SlopedTerm | None,
+    exclude: tuple[int, ...],
+) -> tuple[Tensor | None, Tensor | None]:
+    """The gradients chunk by chunk: each chunk is recomputed and differentiated on the spot;
+    ``a``'s rows are written in place, ``b``'s accumulated in at least float32."""
+    need_a, need_b = need
+    grad_a = torch.zeros_like(a) if need_a else None
+    grad_b = (
+        torch.zeros(b.shape, dtype=accumulation_dtype(a.dtype), device=b.device) if need_b else None
+    )
+    with torch.enable_grad():
+        b_ = b.detach().requires_grad_(need_b)
+        for start in range(0, a.shape[0], chunk):
+            a_ = a[start : start + chunk].detach().requires_grad_(need_a)
+            grads = iter(_chunk_grads(fn, term, a_, b_, start, exclude))
+            if grad_a is not None:
+                grad_a[start : start + chunk] = next(grads)
+            if grad_b is not None:
+                grad_b += next(grads)
+    if grad_a is not None:
+        grad_a *= grad.to(a.dtype)
+    if grad_b is not None:
+        grad_b = (grad_b * grad).to(b.dtype)
+    return grad_a, grad_b
 
 
 def chunk_rows(

@@ -1,4 +1,5 @@
-"""The chunked negative term: the values and gradients of the dense path, without its memory."""
+"""The negative pairs of f-MICL: which pairs each negative set takes, and the chunked sums over
+them (the values and gradients of the dense path, without its memory)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,15 @@ from torch.profiler import ProfilerActivity, profile
 
 import fmicl_registry as fm
 from fmicl_registry.dsl.ops import SlopedTerm
-from fmicl_registry.objectives import negatives
-from fmicl_registry.objectives.negatives import chunk_rows, pair_count, pair_sum, sloped_sum
+from fmicl_registry.objectives import ObjectiveError, _pairs
+from fmicl_registry.objectives._pairs import (
+    NEGATIVES,
+    chunk_rows,
+    negative_blocks,
+    pair_count,
+    pair_sum,
+    sloped_sum,
+)
 from fmicl_registry.similarities import Cosine, Gaussian
 
 
@@ -24,6 +32,33 @@ def _rel(got: torch.Tensor, want: torch.Tensor) -> float:
 def test_pair_count_matches_a_loop(rows: int, cols: int, exclude: tuple[int, ...]) -> None:
     want = sum(1 for i in range(rows) for j in range(cols) if j - i not in exclude)
     assert pair_count(rows, cols, exclude) == want
+
+
+@pytest.mark.parametrize(
+    ("negatives", "anchors", "per_anchor"),
+    [("view1", 6, 17), ("both", 12, 17), ("cross", 6, 17), ("simclr", 12, 34), ("none", 0, 0)],
+)
+def test_each_negative_set_pairs_every_anchor_with_the_other_samples(
+    negatives: str, anchors: int, per_anchor: int
+) -> None:
+    # A batch of 6 at offset 6 in 18 gathered rows; row j of either view holds the sample id j.
+    # A pair is left out exactly when both sides are the same sample; the others are N - 1 per
+    # anchor of view 1 (the paper's), also per anchor of view 2 for "both", and SimCLR's 2N - 2
+    # over both views.
+    keys1 = torch.stack([torch.arange(18.0), torch.zeros(18)], dim=1)
+    keys2 = keys1 + torch.tensor([0.0, 1.0])
+    blocks = negative_blocks(negatives, keys1[6:12], keys2[6:12], keys1, keys2, offset=6)
+    assert sum(len(a) for a, _, _ in blocks) == anchors
+    for a, b, skip in blocks:
+        same = a[:, None, 0] == b[None, :, 0]
+        left_out = torch.zeros_like(same)
+        for k in skip:
+            left_out.diagonal(k).fill_(True)
+        assert torch.equal(left_out, same)
+        assert pair_count(len(a), len(b), skip) == len(a) * per_anchor
+    with pytest.raises(ObjectiveError, match="negatives must be one of view1, both"):
+        negative_blocks("all", keys1, keys2, keys1, keys2, 0)
+    assert set(NEGATIVES) == {"view1", "both", "cross", "simclr", "none"}
 
 
 @pytest.mark.parametrize("name", ["js", "jeffrey", "neyman"])
@@ -78,9 +113,9 @@ def test_objective_chunked_and_dense_agree_with_a_queue() -> None:
 
 def test_auto_chooses_dense_for_small_and_chunks_for_large() -> None:
     assert chunk_rows(256, 256) is None
-    assert chunk_rows(4096, 4096) == negatives.CHUNK_PAIRS["cpu"] // 4096
-    assert chunk_rows(256, 65536) == negatives.CHUNK_PAIRS["cpu"] // 65536
-    assert chunk_rows(256, 65536, device="cuda") == negatives.CHUNK_PAIRS["default"] // 65536
+    assert chunk_rows(4096, 4096) == _pairs.CHUNK_PAIRS["cpu"] // 4096
+    assert chunk_rows(256, 65536) == _pairs.CHUNK_PAIRS["cpu"] // 65536
+    assert chunk_rows(256, 65536, device="cuda") == _pairs.CHUNK_PAIRS["default"] // 65536
     assert chunk_rows(10, 10, chunk_size=3) == 3  # forced
     assert chunk_rows(10**6, 10**6, chunk_size=None) is None  # forced dense
     with pytest.raises(ValueError, match="chunk_size"):
