@@ -107,7 +107,7 @@ def test_list_is_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 _IMPORTS = """
 import atexit, sys
-heavy = ("torch", "sympy", "numpy", "mpmath", "fmicl_registry.divergence")
+heavy = ("torch", "sympy", "numpy", "mpmath", "fmicl_registry.divergence", "fmicl_registry.mi")
 loaded = lambda: [m for m in heavy if m in sys.modules]
 atexit.register(lambda: print("imported:", *loaded(), file=sys.stderr))
 from fmicl_registry.cli import main
@@ -123,6 +123,8 @@ main()
         ["divergences", "list", "--json"],
         ["list", "divergences"],
         ["--help"],
+        ["bench", "--help"],
+        ["bench", "mi", "--help"],
     ],
 )
 def test_listing_imports_neither_torch_nor_sympy(args: list[str]) -> None:
@@ -133,6 +135,8 @@ def test_listing_imports_neither_torch_nor_sympy(args: list[str]) -> None:
     assert done.stderr.strip().splitlines()[-1] == "imported:", done.stderr
     if args[-1] != "--help":
         assert "kl" in done.stdout
+    else:
+        assert "Usage: fmicl" in done.stdout
 
 
 def test_listing_a_bad_registration_goes_through_the_registry(
