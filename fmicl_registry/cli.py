@@ -356,29 +356,42 @@ def plugins_command(as_json: bool) -> None:
     console().print(table)
 
 
-@cli.command("list")
-@click.argument(
-    "kind",
-    type=click.Choice(KINDS),
+_json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON instead of a table."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def list_kind(kind: str, as_json: bool) -> None:
-    """List the registered components of one KIND with the plugin that provides each."""
+_derive_option = click.option(
+    "--derive",
+    is_flag=True,
+    help="Divergences: also derive each one and show its conjugate and the domain of f* "
+    "(loads torch and sympy).",
+)
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice(KINDS))
+@_json_option
+@_derive_option
+def list_kind(kind: str, as_json: bool, derive: bool) -> None:
+    """List the registered components of one KIND with the plugin that provides each.
+
+    Divergences are listed with their generator and parameters, from the registrations alone
+    (neither torch nor sympy is imported); --derive also derives each one (the built-in
+    ones come with their derivations; others take a few seconds the first time, then come
+    from the disk cache) and adds its conjugate and the domain of f*.
+    """
+    if kind == "divergences":
+        _list_divergences(as_json, derive)
+        return
+    if derive:
+        raise click.UsageError(f"--derive applies to divergences, not to {kind}")
     from rich.table import Table
 
-    if kind == "divergences":  # from the registrations alone: no torch, no sympy
-        specs = _divergence_registrations()
-        rows = [
-            {"name": spec["name"], "plugin": spec["plugin"], "description": spec["description"]}
-            for spec in specs
-        ]
-    else:
-        from .components import registry
+    from .components import registry
 
-        rows = [
-            {"name": name, "plugin": spec.plugin, "description": spec.description}
-            for name, spec in sorted(registry().table(kind).items())
-        ]
+    rows = [
+        {"name": name, "plugin": spec.plugin, "description": spec.description}
+        for name, spec in sorted(registry().table(kind).items())
+    ]
     if as_json:
         echo_json(rows)
         return
@@ -466,19 +479,16 @@ def divergences() -> None:
 
 
 @divergences.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option(
-    "--derive",
-    is_flag=True,
-    help="Also derive each one and show its conjugate and domain (loads torch and sympy).",
-)
+@_json_option
+@_derive_option
 def list_command(as_json: bool, derive: bool) -> None:
-    """List every registered divergence with its generator, parameters and description.
+    """The same as fmicl list divergences (here too, beside show and derive)."""
+    _list_divergences(as_json, derive)
 
-    Reads the registrations only; ``--derive`` also derives each divergence (the built-in
-    ones come with their derivations; others take a few seconds the first time, then come
-    from the disk cache) and adds its conjugate and the domain of f*.
-    """
+
+def _list_divergences(as_json: bool, derive: bool) -> None:
+    """Every registered divergence with its generator, parameters, description and plugin;
+    with ``derive``, its conjugate and the domain of f* instead of the description."""
     from rich.table import Table
 
     rows: list[dict[str, Any]] = []
@@ -493,7 +503,7 @@ def list_command(as_json: bool, derive: bool) -> None:
     if as_json:
         echo_json(rows)
     else:
-        table = Table()
+        table = Table(title="registered divergences")
         columns = ["name", "generator f(u)", "params"]
         columns += ["conjugate f*(t)", "domain"] if derive else ["description"]
         for column in [*columns, "plugin"]:
@@ -508,9 +518,7 @@ def list_command(as_json: bool, derive: bool) -> None:
             else:
                 cells.append(row["description"])
             table.add_row(*cells, row["plugin"])
-        screen = console()
-        screen.print("Registered f-divergences")
-        screen.print(table)
+        console().print(table)
     if failed:
         click.echo(f"error: could not derive {', '.join(failed)}", err=True)
         click.get_current_context().exit(1)

@@ -145,7 +145,7 @@ GAVE_UP = (
     ("args", "shows"),
     [
         (["plugins", "--json"], '"name": "good"'),
-        (["divergences", "list", "--json"], '"name": "kl"'),
+        (["list", "divergences", "--json"], '"name": "kl"'),
         (["list", "objectives", "--json"], '"name": "good_obj"'),
         (["-c", "import fmicl_registry as fm; print(fm.get_divergence('js').name)"], "js"),
     ],
@@ -214,7 +214,7 @@ UNRULY = {
 }
 
 
-@pytest.mark.parametrize("args", [["divergences", "list", "--json"], ["plugins", "--json"]])
+@pytest.mark.parametrize("args", [["list", "divergences", "--json"], ["plugins", "--json"]])
 def test_exiting_and_interrupting_plugins_are_skipped_with_one_warning_each(
     unruly: Path, args: list[str]
 ) -> None:
@@ -226,7 +226,7 @@ def test_exiting_and_interrupting_plugins_are_skipped_with_one_warning_each(
         ]
     assert "Aborted!" not in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.splitlines()) == 4
-    if args[0] == "divergences":
+    if args[0] == "list":
         names = {row["name"] for row in json.loads(result.stdout)}
         assert "kl" in names and "before_exit" not in names  # the exiting hook is undone
     else:
@@ -277,7 +277,7 @@ def test_a_bad_backbone_is_skipped_and_the_rest_of_the_plugin_loads(misregisters
     assert result.stderr.splitlines() == [BADBONE]
 
 
-@pytest.mark.parametrize("args", [["divergences", "list", "--json"], ["list", "divergences"]])
+@pytest.mark.parametrize("args", [["list", "divergences", "--json"], ["list", "divergences"]])
 def test_a_bad_divergence_and_a_duplicate_keep_the_builtin(
     misregisters: Path, args: list[str]
 ) -> None:
@@ -317,7 +317,7 @@ def test_strict_mode_refuses_a_bad_or_duplicate_component(
     misregisters: Path, plugin: str, message: str
 ) -> None:
     result = run(
-        ["divergences", "list"], misregisters, FMICL_STRICT_PLUGINS="1", FMICL_PLUGINS=plugin
+        ["list", "divergences"], misregisters, FMICL_STRICT_PLUGINS="1", FMICL_PLUGINS=plugin
     )
     refused(result, f"Error: {message}{STRICT}")
     assert result.stdout == ""
