@@ -262,6 +262,15 @@ def test_the_documented_example_of_each_hook_works(pm: Any, hook: str) -> None:
         assert fm.get_component(kind, mine[0]) is not None
 
 
+def test_the_guide_and_readme_show_the_tested_example_of_register_commands() -> None:
+    tested = _example("register_commands").replace("'''", '"""').strip()
+    for document in (ROOT / "docs" / "plugins.md", ROOT / "README.md"):
+        blocks = re.findall(r"^```python\n(.*?)^```", document.read_text(), re.M | re.S)
+        shown = [b for b in blocks if "def register_commands(cli)" in b]
+        assert len(shown) == 1, document.name
+        assert shown[0].replace("\n\n\n", "\n\n").strip() == tested, document.name
+
+
 def _arguments(hook: str) -> str:
     return ", ".join(inspect.signature(getattr(hookspecs, hook)).parameters)
 
