@@ -1,19 +1,21 @@
 """The ``fmicl`` command line: divergences (list, show, derive, check), plugins, training
-(train, eval, sweep) and benchmarks (bench mi).
+(train, eval, sweep), and the commands plugins add through the ``register_commands`` hook
+(the built-in plugin ``bench_mi`` adds ``fmicl bench mi``).
 
 Heavy modules (torch, sympy, the library itself) are imported inside the commands, so that
-``fmicl --help`` stays as fast as the package import allows.
+``fmicl --help`` stays as fast as the package import allows. For plugins' commands:
+:class:`CommandError`, :func:`console` and :func:`echo_json`.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -30,24 +32,99 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REGISTERED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
-class SpecError(click.ClickException):
-    """A divergence that cannot be defined: one message on stderr, exit code 2."""
+class CommandError(click.ClickException):
+    """A command that cannot do what it was asked (a spec, a name, a file, a plugin refused in
+    strict mode): ``Error: <message>`` on stderr, no traceback, exit code 2.
+
+    The command line's one error class: the library's ``FmiclError`` becomes one (unless
+    ``--debug``), and plugins' commands raise it for what is not the library's to say.
+    """
 
     exit_code = 2
 
 
+@contextlib.contextmanager
+def _as_command_error(ctx: click.Context) -> Iterator[None]:
+    """Turn the library's ``FmiclError`` into a :class:`CommandError` (unless ``--debug``)."""
+    from .errors import FmiclError
+
+    try:
+        yield
+    except FmiclError as err:
+        if ctx.find_root().params.get("debug"):
+            raise
+        raise CommandError(str(err)) from None
+
+
 class _Group(click.Group):
-    """Turns the library's ``FmiclError`` into a clean error (unless ``--debug``)."""
+    """The ``fmicl`` group: the commands of cli.py, then the plugins' (``register_commands``),
+    added when a command is first looked up or listed; an ``FmiclError`` becomes a
+    :class:`CommandError`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._own: dict[str, click.Command] | None = None  # the commands of cli.py
+        self._plugins: object = None  # the plugin manager whose commands were added
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands(ctx)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._add_plugin_commands(ctx)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from .errors import FmiclError
-
-        try:
+        with _as_command_error(ctx):
             return super().invoke(ctx)
-        except FmiclError as err:
-            if ctx.params.get("debug"):
-                raise
-            raise SpecError(str(err)) from None
+
+    def _add_plugin_commands(self, ctx: click.Context) -> None:
+        from . import plugins
+
+        _show_plugin_warnings_plainly()
+        with _as_command_error(ctx):  # strict mode, a bad FMICL_PLUGIN_TIMEOUT
+            pm = plugins.get_plugin_manager()
+            if pm is self._plugins:
+                return
+            if self._own is None:
+                self._own = dict(self.commands)
+            self.commands = dict(self._own)  # a new manager (plugins.reset()): start again
+            add_plugin_commands(self, pm)
+        self._plugins = pm
+
+
+def add_plugin_commands(group: click.Group, pm: Any) -> None:
+    """Run every plugin's ``register_commands`` hook on ``group``, built-ins first.
+
+    A hook that raises (``SystemExit`` and a ``KeyboardInterrupt`` of its own included) is
+    undone, its commands dropped, and reported as a broken plugin; a real Ctrl-C stops. A
+    command whose name is taken, by a command of ``group`` or of a plugin run earlier, is
+    skipped with a ``PluginWarning`` (a ``PluginError`` in strict mode) and the first is kept.
+    """
+    from .plugins import builtins_first, call_plugin, report_broken, report_component
+
+    owners = dict.fromkeys(group.commands, "fmicl itself (a built-in command)")
+    for impl in builtins_first(pm.hook.register_commands):
+        plugin = impl.plugin_name
+        before = dict(group.commands)
+        failure = call_plugin(impl.function, cli=group)
+        after, group.commands = group.commands, before
+        if failure is not None:
+            report_broken(plugin, failure, "register_commands")
+            continue
+        for name, command in after.items():
+            if before.get(name) is command:
+                continue
+            if name in before:
+                report_component(
+                    plugin,
+                    f"command {name!r}",
+                    f"the name is taken by {owners[name]}, which is kept; rename the command "
+                    "or uninstall one of the two plugins",
+                )
+                continue
+            group.add_command(command, name)
+            owners[name] = f"plugin {plugin!r}"
 
 
 # ------------------------------------------------------------------ parameters
@@ -105,14 +182,22 @@ def _param_option(function: Any) -> Any:
 # ------------------------------------------------------------------ formatting
 
 
-def _console() -> Console:
+def console() -> Console:
+    """A rich console for tables; piped or captured output is 160 columns wide (unless
+    ``COLUMNS`` says otherwise), so that long formulas and paths are not folded at 80."""
     from rich.console import Console
 
-    console = Console(markup=False, emoji=False, highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        # Piped or captured output: do not fold long formulas at 80 columns.
-        console = Console(markup=False, emoji=False, highlight=False, width=160)
-    return console
+    screen = Console(markup=False, emoji=False, highlight=False)
+    if not screen.is_terminal and "COLUMNS" not in os.environ:
+        screen = Console(markup=False, emoji=False, highlight=False, width=160)
+    return screen
+
+
+def echo_json(data: Any) -> None:
+    """Print ``data`` as indented strict JSON (infinities and NaN as strings)."""
+    from ._json import dumps
+
+    click.echo(dumps(data, indent=2))
 
 
 def _domain_text(low: str, high: str, left_open: bool, right_open: bool) -> str:
@@ -138,21 +223,6 @@ def _params_text(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items())
 
 
-def _jsonable(value: Any) -> Any:
-    """Strict-JSON data: infinite floats become ``"inf"``/``"-inf"``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return _bound(value) if math.isinf(value) else "nan"
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(_jsonable(data), indent=2, allow_nan=False))
-
-
 def _describe(d: Divergence) -> dict[str, Any]:
     data = d.describe()
     data["conjugate_domain_text"] = _domain_text(**data["conjugate_domain"])
@@ -162,7 +232,7 @@ def _describe(d: Divergence) -> dict[str, Any]:
 
 def _output(d: Divergence, as_json: bool) -> None:
     if as_json:
-        _echo_json(_describe(d))
+        echo_json(_describe(d))
     else:
         _print_divergence(d)
 
@@ -172,17 +242,17 @@ def _print_divergence(d: Divergence) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    console = _console()
+    screen = console()
     info = d.describe()
     header = Text(d.name, style="bold")
     if d.description:
         header.append(f" - {d.description}")
-    console.print(header)
+    screen.print(header)
     if d.reference:
-        console.print(f"reference: {d.reference}")
-    console.print(f"source: {d.source}")
+        screen.print(f"reference: {d.reference}")
+    screen.print(f"source: {d.source}")
 
-    console.print(Text("Derived forms", style="bold"))
+    screen.print(Text("Derived forms", style="bold"))
     forms = Table(show_header=False)
     forms.add_column("form", style="bold", no_wrap=True)
     forms.add_column("value", overflow="fold")
@@ -202,9 +272,9 @@ def _print_divergence(d: Divergence) -> None:
     ]
     for key, value in rows:
         forms.add_row(key, value)
-    console.print(forms)
+    screen.print(forms)
 
-    console.print(
+    screen.print(
         Text("Stable pieces", style="bold"),
         "(float32 error: worst relative, value and gradient, log_r in [-80, 80])",
     )
@@ -219,11 +289,11 @@ def _print_divergence(d: Divergence) -> None:
             span = f"{'(' if low == -math.inf else '['}{_bound(low)}, {_bound(high)})"
             error = f"{d.accuracy[term]:.2e}" if i == 0 else ""
             pieces.add_row(term if i == 0 else "", span, form, how, error)
-    console.print(pieces)
+    screen.print(pieces)
 
-    console.print(Text("Compiled torch module", style="bold"))
-    if console.is_terminal:
-        console.print(Syntax(d.source_code, "python", line_numbers=False))
+    screen.print(Text("Compiled torch module", style="bold"))
+    if screen.is_terminal:
+        screen.print(Syntax(d.source_code, "python", line_numbers=False))
     else:
         click.echo(d.source_code, nl=False)
 
@@ -236,7 +306,6 @@ def _print_divergence(d: Divergence) -> None:
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
 def cli(debug: bool) -> None:
     """f-MICL: define and check f-divergences, train and evaluate encoders, compare objectives."""
-    _show_plugin_warnings_plainly()
 
 
 def _show_plugin_warnings_plainly() -> None:
@@ -246,14 +315,16 @@ def _show_plugin_warnings_plainly() -> None:
     from .plugins import PluginWarning
 
     previous = warnings.showwarning
+    if getattr(previous, "__name__", "") == "_show_plainly":  # already in place
+        return
 
-    def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    def _show_plainly(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
         if issubclass(category, PluginWarning):
             click.echo(f"warning: {message}", err=True)
         else:
             previous(message, category, *args, **kwargs)
 
-    warnings.showwarning = show
+    warnings.showwarning = _show_plainly
     warnings.simplefilter("default", PluginWarning)
 
 
@@ -268,7 +339,7 @@ def plugins_command(as_json: bool) -> None:
 
     rows = plugin_info()
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     table = Table(title="fmicl plugins")
     for column in ("plugin", "distribution", "version", "hooks", "status"):
@@ -282,41 +353,54 @@ def plugins_command(as_json: bool) -> None:
         table.add_row(
             str(row["name"]), str(row["distribution"]), str(row["version"]), hooks, status
         )
-    _console().print(table)
+    console().print(table)
+
+
+_json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON instead of a table."
+)
+_derive_option = click.option(
+    "--derive",
+    is_flag=True,
+    help="Divergences: also derive each one and show its conjugate and the domain of f* "
+    "(loads torch and sympy).",
+)
 
 
 @cli.command("list")
-@click.argument(
-    "kind",
-    type=click.Choice(KINDS),
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def list_kind(kind: str, as_json: bool) -> None:
-    """List the registered components of one KIND with the plugin that provides each."""
+@click.argument("kind", type=click.Choice(KINDS))
+@_json_option
+@_derive_option
+def list_kind(kind: str, as_json: bool, derive: bool) -> None:
+    """List the registered components of one KIND with the plugin that provides each.
+
+    Divergences are listed with their generator and parameters, from the registrations alone
+    (neither torch nor sympy is imported); --derive also derives each one (the built-in
+    ones come with their derivations; others take a few seconds the first time, then come
+    from the disk cache) and adds its conjugate and the domain of f*.
+    """
+    if kind == "divergences":
+        _list_divergences(as_json, derive)
+        return
+    if derive:
+        raise click.UsageError(f"--derive applies to divergences, not to {kind}")
     from rich.table import Table
 
-    if kind == "divergences":  # from the registrations alone: no torch, no sympy
-        specs = _divergence_registrations()
-        rows = [
-            {"name": spec["name"], "plugin": spec["plugin"], "description": spec["description"]}
-            for spec in specs
-        ]
-    else:
-        from .components import registry
+    from .components import registry
 
-        rows = [
-            {"name": name, "plugin": spec.plugin, "description": spec.description}
-            for name, spec in sorted(registry().table(kind).items())
-        ]
+    rows = [
+        {"name": name, "plugin": spec.plugin, "description": spec.description}
+        for name, spec in sorted(registry().table(kind).items())
+    ]
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     table = Table(title=f"registered {kind}")
     for column in ("name", "plugin", "description"):
         table.add_column(column)
     for row in rows:
         table.add_row(row["name"], row["plugin"], row["description"])
-    _console().print(table)
+    console().print(table)
     if not rows:
         click.echo(f"no {kind} registered yet", err=True)
 
@@ -332,25 +416,12 @@ def _divergence_registrations() -> list[dict[str, Any]]:
     every registration and skips a wrong one with a warning that says what is wrong (an error
     in strict mode), as every other command does.
     """
-    import importlib
-
-    import pluggy
-
     from . import hookspecs, plugins
 
-    pm = pluggy.PluginManager(plugins.ENTRY_POINT_GROUP)
-    pm.add_hookspecs(hookspecs)
-    pm.register(
-        importlib.import_module("fmicl_registry.builtin_plugins.divergences"), name="divergences"
-    )
-    plugins._load_entry_points(pm)  # warns about a broken plugin as the registry does
+    pm = plugins.get_plugin_manager()  # warns about a broken plugin as the registry does
     found: dict[str, dict[str, Any]] = {}
     plain = True
-    impls = sorted(  # built-ins first, as the registry does
-        pm.hook.register_divergences.get_hookimpls(),
-        key=lambda impl: impl.plugin_name not in plugins.BUILTIN_NAMES,
-    )
-    for impl in impls:
+    for impl in plugins.builtins_first(pm.hook.register_divergences):
 
         def register(*, _plugin: str = impl.plugin_name, **kwargs: Any) -> None:
             nonlocal plain
@@ -381,15 +452,8 @@ def _divergence_registrations() -> list[dict[str, Any]]:
                 "reference": kwargs.get("reference", ""),
             }
 
-        with plugins.watching_ctrl_c() as ctrl_c:
-            try:
-                impl.function(register=register)
-            except KeyboardInterrupt:
-                if ctrl_c["pressed"]:
-                    raise
-                plain = False
-            except (Exception, SystemExit):  # plugin code: the registry reports it
-                plain = False
+        if plugins.call_plugin(impl.function, register=register) is not None:
+            plain = False  # the registry reports it
     if not plain:
         from .components import registry
 
@@ -415,19 +479,16 @@ def divergences() -> None:
 
 
 @divergences.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option(
-    "--derive",
-    is_flag=True,
-    help="Also derive each one and show its conjugate and domain (loads torch and sympy).",
-)
+@_json_option
+@_derive_option
 def list_command(as_json: bool, derive: bool) -> None:
-    """List every registered divergence with its generator, parameters and description.
+    """The same as fmicl list divergences (here too, beside show and derive)."""
+    _list_divergences(as_json, derive)
 
-    Reads the registrations only; ``--derive`` also derives each divergence (the built-in
-    ones come with their derivations; others take a few seconds the first time, then come
-    from the disk cache) and adds its conjugate and the domain of f*.
-    """
+
+def _list_divergences(as_json: bool, derive: bool) -> None:
+    """Every registered divergence with its generator, parameters, description and plugin;
+    with ``derive``, its conjugate and the domain of f* instead of the description."""
     from rich.table import Table
 
     rows: list[dict[str, Any]] = []
@@ -440,9 +501,9 @@ def list_command(as_json: bool, derive: bool) -> None:
         rows.append(row)
 
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
     else:
-        table = Table()
+        table = Table(title="registered divergences")
         columns = ["name", "generator f(u)", "params"]
         columns += ["conjugate f*(t)", "domain"] if derive else ["description"]
         for column in [*columns, "plugin"]:
@@ -457,9 +518,7 @@ def list_command(as_json: bool, derive: bool) -> None:
             else:
                 cells.append(row["description"])
             table.add_row(*cells, row["plugin"])
-        console = _console()
-        console.print("Registered f-divergences")
-        console.print(table)
+        console().print(table)
     if failed:
         click.echo(f"error: could not derive {', '.join(failed)}", err=True)
         click.get_current_context().exit(1)
@@ -684,30 +743,6 @@ def sweep(
         log=_log,
     )
     click.echo((result["dir"] / "comparison.md").read_text())
-
-
-class _LazyGroup(click.Group):
-    """Subcommands imported when they are used, so ``fmicl --help`` stays fast."""
-
-    lazy: ClassVar[dict[str, tuple[str, str]]] = {"mi": ("fmicl_registry.mi.command", "mi_command")}
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self.lazy])
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in self.lazy:
-            import importlib
-
-            module, attribute = self.lazy[name]
-            command = getattr(importlib.import_module(module), attribute)
-            assert isinstance(command, click.Command)
-            return command
-        return super().get_command(ctx, name)
-
-
-@cli.group(cls=_LazyGroup)
-def bench() -> None:
-    """Benchmarks: fmicl bench mi (do the f-MI bounds estimate what they claim?)."""
 
 
 def _log(message: str) -> None:

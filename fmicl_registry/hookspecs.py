@@ -8,10 +8,11 @@ and named after these specs. Third-party plugins are found through the entry-poi
     [project.entry-points.fmicl]
     my_plugin = "my_package.fmicl_plugin"
 
-Every hook receives one argument, ``register``: call it once per component. The built-in
-components are registered by built-in plugins through these very hooks. Names are unique per
-kind; a second registration of a name is skipped (the built-in, or the first, is kept) with a
-warning that names both plugins.
+Every component hook receives one argument, ``register``: call it once per component. The
+built-in components are registered by built-in plugins through these very hooks. Names are
+unique per kind; a second registration of a name is skipped (the built-in, or the first, is
+kept) with a warning that names both plugins. ``register_commands`` receives the ``fmicl``
+command line instead, a click group, and adds commands to it (``fmicl bench mi`` is one).
 
 Besides divergences (declared by the text of their generator), a component is a *factory*: a
 callable that takes keyword options and returns the component. The protocols below say what
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import pluggy
 
 if TYPE_CHECKING:
+    import click
     import torch
 
 hookspec = pluggy.HookspecMarker("fmicl")
@@ -294,4 +296,31 @@ def register_augmentations(register: RegisterComponent) -> None:
         @fm.hookimpl
         def register_augmentations(register):
             register(name="noisy", factory=noisy, description="Gaussian pixel noise (sigma)")
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add commands to the ``fmicl`` command line: ``cli`` is its top-level click group.
+
+    Runs for every plugin each time ``fmicl`` starts (``fmicl --help`` included), so import
+    heavy modules (torch, the library's components) inside the command function, never in the
+    hook or at the top of the plugin's module. A command whose name is taken (by a built-in
+    command or a plugin loaded earlier) is skipped with a warning, and the first one is kept.
+    An ``fm.FmiclError`` or ``fmicl_registry.cli.CommandError`` raised by a command is printed
+    as ``Error: <message>`` with exit code 2 and no traceback (``fmicl --debug`` shows the
+    traceback of an ``FmiclError``).
+
+    Example::
+
+        import click
+        import fmicl_registry as fm
+
+        @fm.hookimpl
+        def register_commands(cli):
+            @cli.command()
+            @click.argument("name")
+            def generator(name):
+                '''Print the generator f(u) of the registered divergence NAME.'''
+                click.echo(fm.registry().divergence(name).generator)
     """

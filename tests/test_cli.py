@@ -43,7 +43,7 @@ def run_process(*args: str, module: bool = False) -> subprocess.CompletedProcess
 
 
 def test_list_shows_every_builtin() -> None:
-    result = run("divergences", "list")
+    result = run("list", "divergences")
     assert result.exit_code == 0, result.output
     for name in CATALOG:
         assert name in result.stdout
@@ -53,7 +53,7 @@ def test_list_shows_every_builtin() -> None:
 
 
 def test_list_json() -> None:
-    result = run("divergences", "list", "--json")
+    result = run("list", "divergences", "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     by_name = {row["name"]: row for row in rows}
@@ -68,7 +68,7 @@ def test_list_json() -> None:
 
 
 def test_list_derive_shows_conjugates() -> None:
-    result = run("divergences", "list", "--derive")
+    result = run("list", "divergences", "--derive")
     assert result.exit_code == 0, result.output
     for name in CATALOG:
         assert name in result.stdout
@@ -77,7 +77,7 @@ def test_list_derive_shows_conjugates() -> None:
 
 
 def test_list_derive_json() -> None:
-    result = run("divergences", "list", "--derive", "--json")
+    result = run("list", "divergences", "--derive", "--json")
     assert result.exit_code == 0, result.output
     by_name = {row["name"]: row for row in json.loads(result.stdout)}
     for row in by_name.values():
@@ -91,7 +91,7 @@ def test_list_derive_json() -> None:
 
 def test_list_is_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     # The fast listing (registrations only) and the registry agree on every field.
-    result = run("divergences", "list", "--json")
+    result = run("list", "divergences", "--json")
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     specs = fm.registry().divergences
     assert set(rows) == set(specs)
@@ -101,13 +101,32 @@ def test_list_is_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
         assert rows[name]["normalize"] == spec.normalize
         assert rows[name]["description"] == spec.description
         assert rows[name]["plugin"] == spec.plugin
-    kinds = json.loads(run("list", "divergences", "--json").stdout)
-    assert [row["name"] for row in kinds] == sorted(specs)
+    assert list(rows) == sorted(specs)
+
+
+@pytest.mark.parametrize("options", [[], ["--json"], ["--derive", "--json"]])
+def test_divergences_list_is_list_divergences(options: list[str]) -> None:
+    alias = run("divergences", "list", *options)
+    assert alias.exit_code == 0, alias.output
+    assert alias.stdout == run("list", "divergences", *options).stdout
+    assert "The same as fmicl list divergences" in run("divergences", "list", "--help").stdout
+
+
+def test_derive_lists_divergences_only() -> None:
+    result = run("list", "objectives", "--derive")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "Error: --derive applies to divergences, not to objectives" in result.stderr
+
+
+def test_list_other_kinds() -> None:
+    rows = {row["name"]: row for row in json.loads(run("list", "objectives", "--json").stdout)}
+    assert set(rows["infonce"]) == {"name", "plugin", "description"}
+    assert rows["infonce"]["plugin"] == "objectives" and "fmicl" in rows
 
 
 _IMPORTS = """
 import atexit, sys
-heavy = ("torch", "sympy", "numpy", "mpmath", "fmicl_registry.divergence")
+heavy = ("torch", "sympy", "numpy", "mpmath", "fmicl_registry.divergence", "fmicl_registry.mi")
 loaded = lambda: [m for m in heavy if m in sys.modules]
 atexit.register(lambda: print("imported:", *loaded(), file=sys.stderr))
 from fmicl_registry.cli import main
@@ -119,10 +138,12 @@ main()
 @pytest.mark.parametrize(
     "args",
     [
-        ["divergences", "list"],
-        ["divergences", "list", "--json"],
         ["list", "divergences"],
+        ["list", "divergences", "--json"],
+        ["divergences", "list"],
         ["--help"],
+        ["bench", "--help"],
+        ["bench", "mi", "--help"],
     ],
 )
 def test_listing_imports_neither_torch_nor_sympy(args: list[str]) -> None:
@@ -133,6 +154,8 @@ def test_listing_imports_neither_torch_nor_sympy(args: list[str]) -> None:
     assert done.stderr.strip().splitlines()[-1] == "imported:", done.stderr
     if args[-1] != "--help":
         assert "kl" in done.stdout
+    else:
+        assert "Usage: fmicl" in done.stdout
 
 
 def test_listing_a_bad_registration_goes_through_the_registry(
@@ -152,7 +175,7 @@ def test_listing_a_bad_registration_goes_through_the_registry(
     monkeypatch.setattr(plugins_module, "_load_entry_points", load)
     plugins_module.reset()
     try:
-        result = run("divergences", "list")
+        result = run("list", "divergences")
     finally:
         plugins_module.reset()
     assert result.exit_code == 0

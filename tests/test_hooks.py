@@ -11,11 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import torch
+from click.testing import CliRunner
 
 import fmicl_registry as fm
 from fmicl_registry import hookspecs, plugins
+from fmicl_registry.cli import cli
 from fmicl_registry.components import clear
 from fmicl_registry.data import (
     get_augmentation,
@@ -114,6 +117,16 @@ class ThrowawayAugmentations:
         register(name="invert_batched", factory=with_batched(invert, invert_batch))
 
 
+class ThrowawayCommands:
+    @fm.hookimpl
+    def register_commands(self, cli: click.Group) -> None:
+        @cli.command()
+        @click.argument("name")
+        def conjugate(name: str) -> None:
+            """Print the conjugate of the registered divergence NAME."""
+            click.echo(fm.get_divergence(name).conjugate)
+
+
 def test_register_divergences(pm: Any) -> None:
     add_plugin(pm, "t", ThrowawayDivergences())
     assert (
@@ -178,6 +191,20 @@ def test_register_augmentations(pm: Any, tmp_path: Path) -> None:
     assert (result.run_dir / "report.json").is_file()
 
 
+def test_register_commands(pm: Any) -> None:
+    add_plugin(pm, "t", ThrowawayCommands())
+    result = CliRunner().invoke(cli, ["conjugate", "kl"])
+    assert (result.exit_code, result.stdout) == (0, "exp(t - 1)\n"), result.output
+    listed = CliRunner().invoke(cli, ["--help"]).stdout
+    assert re.search(
+        r"^  conjugate +Print the conjugate of the registered divergence", listed, re.M
+    )
+    assert re.search(r"^  bench ", listed, re.M) and re.search(r"^  train ", listed, re.M)
+    unknown = CliRunner().invoke(cli, ["conjugate", "jss"])  # an FmiclError: one line, exit 2
+    assert unknown.exit_code == 2 and "Traceback" not in unknown.output
+    assert unknown.stderr.startswith("Error: no divergence named 'jss'. Did you mean 'js'")
+
+
 def test_a_register_call_with_the_wrong_shape_names_the_plugin(pm: Any) -> None:
     class Wrong:
         @fm.hookimpl
@@ -213,6 +240,10 @@ def test_the_documented_example_of_each_hook_works(pm: Any, hook: str) -> None:
     module = types.ModuleType(f"example_{hook}")
     exec(compile(_example(hook), f"<{hook} example>", "exec"), module.__dict__)
     add_plugin(pm, f"example_{hook}", module)
+    if hook == "register_commands":
+        result = CliRunner().invoke(cli, ["generator", "js"])
+        assert result.stdout == "u*log(u) - (u+1)*log((u+1)/2)\n", result.output
+        return
     kind = hook.removeprefix("register_")
     names = fm.registry().names(kind)
     mine = [n for n in names if fm.registry().get(kind, n).plugin == f"example_{hook}"]
@@ -231,21 +262,35 @@ def test_the_documented_example_of_each_hook_works(pm: Any, hook: str) -> None:
         assert fm.get_component(kind, mine[0]) is not None
 
 
+def test_the_guide_and_readme_show_the_tested_example_of_register_commands() -> None:
+    tested = _example("register_commands").replace("'''", '"""').strip()
+    for document in (ROOT / "docs" / "plugins.md", ROOT / "README.md"):
+        blocks = re.findall(r"^```python\n(.*?)^```", document.read_text(), re.M | re.S)
+        shown = [b for b in blocks if "def register_commands(cli)" in b]
+        assert len(shown) == 1, document.name
+        assert shown[0].replace("\n\n\n", "\n\n").strip() == tested, document.name
+
+
+def _arguments(hook: str) -> str:
+    return ", ".join(inspect.signature(getattr(hookspecs, hook)).parameters)
+
+
 def test_meta_every_hook_has_a_throwaway_plugin_test() -> None:
     source = Path(__file__).read_text()
     for hook in HOOKS:
         assert f"def test_{hook}(" in source, f"{hook} has no test"
-        assert f"def {hook}(self, register" in source, f"{hook} has no throwaway plugin"
+        assert f"def {hook}(self, {_arguments(hook)}" in source, f"{hook} has no throwaway plugin"
 
 
 def test_meta_every_hook_is_in_the_plugin_guide() -> None:
     guide = (ROOT / "docs" / "plugins.md").read_text()
     for hook in HOOKS:
-        assert re.search(rf"^### `{hook}\(register\)`", guide, re.M), f"{hook} is not documented"
+        heading = rf"^### `{hook}\({_arguments(hook)}\)`"
+        assert re.search(heading, guide, re.M), f"{hook} is not documented"
 
 
 def test_meta_hooks_are_the_documented_kinds() -> None:
-    assert [f"register_{k}" for k in hookspecs.KINDS] == [
-        f"register_{k}" for k in hookspecs.KINDS if f"register_{k}" in HOOKS
-    ]
-    assert len(HOOKS) == len(hookspecs.KINDS)
+    # A hook with a ``register`` callback registers a kind of component, and every kind has one.
+    component_hooks = [hook for hook in HOOKS if _arguments(hook) == "register"]
+    assert sorted(f"register_{k}" for k in hookspecs.KINDS) == component_hooks
+    assert "register_commands" in HOOKS and "commands" not in hookspecs.KINDS

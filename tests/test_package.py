@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import fmicl_registry as fm
 
@@ -159,3 +161,43 @@ def test_no_import_cycle_inside_the_package() -> None:
         if module not in state:
             visit(module, [module])
     assert cycles == []
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    """The absolute names of the modules a file imports (relative imports resolved), and every
+    string constant that names a ``fmicl_registry`` module (``importlib.import_module``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            base = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""
+            module = ".".join(filter(None, [base, node.module]))
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Constant) and str(node.value).startswith("fmicl_registry."):
+            names.add(str(node.value))
+    return names
+
+
+def _imports_mi(names: set[str]) -> bool:
+    return any(
+        name == "fmicl_registry.mi" or name.startswith("fmicl_registry.mi.") for name in names
+    )
+
+
+def test_the_core_never_imports_the_mi_benchmark() -> None:
+    # fmicl_registry.mi is an application of the library: its command is the built-in plugin
+    # bench_mi, and nothing else in the package (command line, registry, training) imports it.
+    root = Path(fm.__file__).parent
+    importers = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts[0] != "mi" and _imports_mi(
+            _imports(path, ".".join(["fmicl_registry", *parts[:-1]]))
+        ):
+            importers.append("/".join(parts))
+    assert importers == []
+    plugin = Path(__file__).resolve().parents[1] / "plugins" / "bench_mi.py"
+    assert _imports_mi(_imports(plugin, "fmicl_registry.builtin_plugins"))

@@ -20,10 +20,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import click
 import pytest
+from click.testing import CliRunner, Result
 
 import fmicl_registry as fm
 from fmicl_registry import plugins
+from fmicl_registry.cli import cli
 from fmicl_registry.components import clear
 
 STRICT = " (FMICL_STRICT_PLUGINS is set, so this is an error; unset it to skip with a warning)"
@@ -142,7 +145,7 @@ GAVE_UP = (
     ("args", "shows"),
     [
         (["plugins", "--json"], '"name": "good"'),
-        (["divergences", "list", "--json"], '"name": "kl"'),
+        (["list", "divergences", "--json"], '"name": "kl"'),
         (["list", "objectives", "--json"], '"name": "good_obj"'),
         (["-c", "import fmicl_registry as fm; print(fm.get_divergence('js').name)"], "js"),
     ],
@@ -211,7 +214,7 @@ UNRULY = {
 }
 
 
-@pytest.mark.parametrize("args", [["divergences", "list", "--json"], ["plugins", "--json"]])
+@pytest.mark.parametrize("args", [["list", "divergences", "--json"], ["plugins", "--json"]])
 def test_exiting_and_interrupting_plugins_are_skipped_with_one_warning_each(
     unruly: Path, args: list[str]
 ) -> None:
@@ -223,7 +226,7 @@ def test_exiting_and_interrupting_plugins_are_skipped_with_one_warning_each(
         ]
     assert "Aborted!" not in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.splitlines()) == 4
-    if args[0] == "divergences":
+    if args[0] == "list":
         names = {row["name"] for row in json.loads(result.stdout)}
         assert "kl" in names and "before_exit" not in names  # the exiting hook is undone
     else:
@@ -274,7 +277,7 @@ def test_a_bad_backbone_is_skipped_and_the_rest_of_the_plugin_loads(misregisters
     assert result.stderr.splitlines() == [BADBONE]
 
 
-@pytest.mark.parametrize("args", [["divergences", "list", "--json"], ["list", "divergences"]])
+@pytest.mark.parametrize("args", [["list", "divergences", "--json"], ["list", "divergences"]])
 def test_a_bad_divergence_and_a_duplicate_keep_the_builtin(
     misregisters: Path, args: list[str]
 ) -> None:
@@ -314,7 +317,7 @@ def test_strict_mode_refuses_a_bad_or_duplicate_component(
     misregisters: Path, plugin: str, message: str
 ) -> None:
     result = run(
-        ["divergences", "list"], misregisters, FMICL_STRICT_PLUGINS="1", FMICL_PLUGINS=plugin
+        ["list", "divergences"], misregisters, FMICL_STRICT_PLUGINS="1", FMICL_PLUGINS=plugin
     )
     refused(result, f"Error: {message}{STRICT}")
     assert result.stdout == ""
@@ -334,6 +337,71 @@ def test_an_unrelated_training_run_works_beside_a_misregistering_plugin(
     assert "kNN top-1" in result.stdout
     assert (tmp_path / "digits" / "report.json").is_file()
     assert sorted(warnings_about(result.stderr, "'misreg'")) == sorted([BAD_GEN, BADBONE])
+
+
+# ------------------------------------------------------------------ plugins' commands
+
+GREETER = """
+import click
+import fmicl_registry as fm
+
+@fm.hookimpl
+def register_commands(cli):
+    @cli.command()
+    def greet():
+        \"\"\"Say hello.\"\"\"
+        click.echo("hello from a plugin")
+"""
+COMMAND_FAILS = """
+import click
+import fmicl_registry as fm
+
+@fm.hookimpl
+def register_commands(cli):
+    cli.add_command(click.Command("half_done", callback=lambda: None))
+    raise RuntimeError("no commands today")
+
+@fm.hookimpl
+def register_divergences(register):
+    register(name="still_here", generator="(u-1)**2")
+"""
+COMMAND_FAILED = (
+    "warning: fmicl plugin 'command_fails' failed in register_commands and was skipped: "
+    f"RuntimeError: no commands today{HINT}"
+)
+
+
+@pytest.fixture(scope="module")
+def commands(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("commands")
+    install(root, "greeter", GREETER)
+    return install(root, "command_fails", COMMAND_FAILS)
+
+
+def test_a_plugin_command_runs_beside_a_plugin_whose_register_commands_fails(
+    commands: Path,
+) -> None:
+    listed = run(["--help"], commands)
+    assert listed.returncode == 0, listed.stderr
+    assert "greet " in listed.stdout and "bench " in listed.stdout
+    assert "half_done" not in listed.stdout  # the failing hook is undone
+    assert listed.stderr.splitlines() == [COMMAND_FAILED]
+    greeted = run(["greet"], commands)
+    assert (greeted.returncode, greeted.stdout) == (0, "hello from a plugin\n")
+    assert greeted.stderr.splitlines() == [COMMAND_FAILED]
+    # its other hook still registers
+    kinds = run(["list", "divergences", "--json"], commands)
+    assert "still_here" in {row["name"] for row in json.loads(kinds.stdout)}
+    rows = {row["name"]: row for row in json.loads(run(["plugins", "--json"], commands).stdout)}
+    assert rows["greeter"]["hooks"] == ["register_commands"] and rows["greeter"]["error"] is None
+    assert rows["command_fails"]["error"] == "RuntimeError: no commands today"
+    assert rows["bench_mi"]["distribution"] == "fmicl-registry (built-in)"
+
+
+def test_a_failing_register_commands_in_strict_mode_is_refused(commands: Path) -> None:
+    result = run(["--help"], commands, FMICL_STRICT_PLUGINS="1")
+    message = COMMAND_FAILED.removeprefix("warning: ").removesuffix(HINT)
+    refused(result, f"Error: {message}{STRICT}")
 
 
 # ------------------------------------------------------------------ in process
@@ -470,3 +538,82 @@ def test_a_real_ctrl_c_during_a_hook_still_stops(pm: Any) -> None:
     with pytest.raises(KeyboardInterrupt):
         fm.registry().names("objectives")
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), env={"COLUMNS": "200"})
+
+
+def adds(*names: str, fail: BaseException | None = None) -> Any:
+    """A ``register_commands`` that adds a command per name (each prints its plugin's words)
+    and then raises ``fail``, if given."""
+
+    def register_commands(cli: click.Group) -> None:
+        for name in names:
+            cli.add_command(click.Command(name, callback=lambda n=name: click.echo(f"mine: {n}")))
+        if fail is not None:
+            raise fail
+
+    return register_commands
+
+
+@pytest.mark.parametrize(
+    ("fail", "why"),
+    [
+        (RuntimeError("boom"), "RuntimeError: boom"),
+        (SystemExit(3), "it called sys.exit(3), which a plugin must not do"),
+        (KeyboardInterrupt(), "it raised KeyboardInterrupt itself (no Ctrl-C was pressed)"),
+    ],
+)
+def test_a_failing_register_commands_is_undone_and_the_other_commands_work(
+    pm: Any, fail: BaseException, why: str
+) -> None:
+    add(pm, "broken", register_commands=adds("half_done", fail=fail))
+    add(pm, "fine", register_commands=adds("works"))
+    result = invoke("works")
+    assert (result.exit_code, result.stdout) == (0, "mine: works\n"), result.output
+    assert result.stderr.splitlines() == [
+        f"warning: fmicl plugin 'broken' failed in register_commands and was skipped: {why}{HINT}"
+    ]
+    assert invoke("half_done").exit_code == 2  # no such command
+    assert invoke("bench", "mi", "--help").exit_code == 0
+
+
+def test_a_command_cannot_take_a_builtin_name(pm: Any) -> None:
+    def register_commands(cli: click.Group) -> None:
+        adds("train", "bench", "fresh")(cli)
+
+    fm.hookimpl(tryfirst=True)(register_commands)  # first in pluggy's order: still after
+    pm.register(SimpleNamespace(register_commands=register_commands), name="copycat")
+    result = invoke("train", "--help")
+    assert result.exit_code == 0 and "Pretrain an encoder" in result.stdout
+    assert result.stderr.splitlines() == [
+        "warning: fmicl plugin 'copycat': command 'train' was skipped: the name is taken by fmicl "
+        f"itself (a built-in command), which is kept; rename the command or uninstall one of the "
+        f"two plugins{HINT}",
+        "warning: fmicl plugin 'copycat': command 'bench' was skipped: the name is taken by plugin "
+        "'bench_mi', which is kept; rename the command or uninstall one of the two plugins"
+        f"{HINT}",
+    ]
+    assert "Benchmarks: fmicl bench mi" in invoke("bench", "--help").stdout
+    assert invoke("fresh").stdout == "mine: fresh\n"  # its other command is added
+
+
+def test_two_plugins_with_one_command_name_keep_the_first(pm: Any) -> None:
+    add(pm, "first", register_commands=adds("twin"))
+    add(pm, "second", register_commands=adds("twin", "other"))
+    result = invoke("twin")
+    assert result.stdout == "mine: twin\n"
+    assert "command 'twin' was skipped: the name is taken by plugin 'first'" in result.stderr
+    assert invoke("other").stdout == "mine: other\n"
+
+
+def test_a_command_clash_in_strict_mode_is_refused(
+    pm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add(pm, "copycat", register_commands=adds("list"))
+    monkeypatch.setenv("FMICL_STRICT_PLUGINS", "1")
+    result = invoke("list", "objectives")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith("Error: fmicl plugin 'copycat': command 'list' was skipped")
+    assert result.stderr.rstrip().endswith(STRICT.strip())

@@ -14,8 +14,11 @@ InfoNCE (capped at ``log 64``) as the reference.
   standard error), and the bound at the optimal critic;
 - :mod:`~fmicl_registry.mi.critics`: the separable and concatenation MLP critics;
 - :mod:`~fmicl_registry.mi.bench`: the training loop, bias, variance and fraction of the truth;
-- :mod:`~fmicl_registry.mi.report`: JSON, CSV, Markdown and the estimates plot;
-- :mod:`~fmicl_registry.mi.command`: ``fmicl bench mi``.
+- :mod:`~fmicl_registry.mi.report`: JSON, CSV, Markdown and the estimates plot.
+
+``fmicl bench mi`` is the built-in plugin ``bench_mi`` (``plugins/bench_mi.py``), which adds it
+to the command line through the ``register_commands`` hook; the core of the library (the
+registry, the command line, training) never imports this package.
 
 Example:
     >>> import fmicl_registry as fm
@@ -74,8 +77,7 @@ if TYPE_CHECKING:
         squared_hellinger_mi,
     )
 
-# Loaded on first use, so that ``fmicl_registry.mi.command`` (imported by the ``fmicl`` command
-# line) does not pull in torch and sympy.
+# Loaded on first use, so that importing the package does not pull in torch and sympy.
 _LAZY = {
     **dict.fromkeys(
         [

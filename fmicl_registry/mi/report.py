@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
-from typing import Any
 
+from .._json import dumps
 from .bench import INFONCE, BenchResult, LevelResult
 
 #: File names inside the output folder.
@@ -37,21 +36,9 @@ FILES = {
 }
 
 
-def jsonable(value: Any) -> Any:
-    """Strict-JSON data: infinite floats become ``"inf"``/``"-inf"``, NaN ``"nan"`` (the
-    convention of ``fmicl ... --json``)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
-
-
 def json_report(result: BenchResult) -> str:
     """``results.json``: :meth:`BenchResult.summary` as strict JSON."""
-    return json.dumps(jsonable(result.summary()), indent=2, allow_nan=False) + "\n"
+    return dumps(result.summary(), indent=2) + "\n"
 
 
 def history_json(result: BenchResult) -> str:
@@ -66,7 +53,7 @@ def history_json(result: BenchResult) -> str:
             for (objective, critic), values in result.histories.items()
         },
     }
-    return json.dumps(jsonable(data), allow_nan=False) + "\n"
+    return dumps(data) + "\n"
 
 
 CSV_COLUMNS = [

@@ -1,4 +1,5 @@
-"""``fmicl bench mi`` as a user runs it (the click command, through click's CliRunner)."""
+"""``fmicl bench mi`` as a user runs it (the ``fmicl`` command line, through click's CliRunner):
+the command of the built-in plugin ``bench_mi``."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fmicl_registry.mi.command import mi_command
+from fmicl_registry.cli import cli
 
 TINY = ["--levels", "2", "--steps", "4", "--hidden", "8", "--mc-samples", "512"]
 
 
 def _invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(mi_command, list(args), catch_exceptions=False)
+    result = CliRunner().invoke(cli, ["bench", "mi", *args], catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -124,17 +125,26 @@ def test_bad_options_exit_2(args: list[str], message: str) -> None:
     assert message in stderr
 
 
-def test_importing_the_command_stays_light() -> None:
-    # The fmicl command line imports mi_command at start-up: no torch, no sympy.
+def test_loading_the_plugin_stays_light() -> None:
+    # Every fmicl run loads the plugin for its command: no torch, no sympy, no benchmark code.
     import subprocess
     import sys
 
     code = (
-        "import sys, fmicl_registry.mi.command; "
-        "print(sorted(m for m in ('torch', 'sympy', 'matplotlib') if m in sys.modules))"
+        "import sys, fmicl_registry.builtin_plugins.bench_mi; "
+        "print(sorted(m for m in ('torch', 'sympy', 'matplotlib', 'fmicl_registry.mi') "
+        "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_report_cannot_be_written(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, stdout, stderr = _invoke(*TINY, "-d", "kl", "--no-plot", "--out", str(blocker / "out"))
+    assert code == 2 and stdout == ""
+    assert f"Error: cannot write the report to {blocker / 'out'}: Not a directory" in stderr
 
 
 def test_the_package_exports_what_it_lists() -> None:

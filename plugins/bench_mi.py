@@ -1,7 +1,6 @@
-"""``fmicl bench mi``: the mutual-information estimator benchmark from the command line.
-
-Defined here as a stand-alone click command (:data:`mi_command`); the ``fmicl`` command line
-adds it to its ``bench`` group. Errors are one message on stderr and exit code 2.
+"""Built-in plugin: ``fmicl bench mi``, the mutual-information estimator benchmark of
+:mod:`fmicl_registry.mi` (an application of the library, added to the command line through the
+``register_commands`` hook like any plugin's command).
 
 Example (shell)::
 
@@ -13,22 +12,26 @@ Example (shell)::
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from fmicl_registry.hookspecs import hookimpl
+
 if TYPE_CHECKING:
-    from rich.console import Console
-
-    from .bench import BenchResult
+    from fmicl_registry.mi.bench import BenchResult
 
 
-class BenchUsageError(click.ClickException):
-    """A benchmark that cannot run as asked: one message on stderr, exit code 2."""
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def bench() -> None:
+    """Benchmarks: fmicl bench mi (do the f-MI bounds estimate what they claim?)."""
 
-    exit_code = 2
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    """``fmicl bench`` with its one command, ``mi``."""
+    cli.add_command(bench)
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -51,7 +54,7 @@ def _parse_levels(ctx: click.Context, param: click.Parameter, value: str | None)
 
 
 def _parse_critics(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    from .critics import CRITICS
+    from fmicl_registry.mi.critics import CRITICS
 
     if value is None:
         return None
@@ -64,22 +67,14 @@ def _parse_critics(ctx: click.Context, param: click.Parameter, value: str | None
     return critics
 
 
-def _console() -> Console:
-    from rich.console import Console
-
-    console = Console(markup=False, emoji=False, highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(markup=False, emoji=False, highlight=False, width=160)
-    return console
-
-
 def print_result(result: BenchResult, paths: dict[str, Path]) -> None:
     """The per-level table, the fraction overview and where the files went, with rich."""
     from rich.table import Table
 
-    from .report import TABLE_HEADER, fraction_rows, table_rows
+    from fmicl_registry.cli import console
+    from fmicl_registry.mi.report import TABLE_HEADER, fraction_rows, table_rows
 
-    console = _console()
+    screen = console()
     c = result.config
     table = Table(
         title=f"f-MI estimates (d = {c.dim}, batch {c.batch_size}, "
@@ -91,20 +86,20 @@ def print_result(result: BenchResult, paths: dict[str, Path]) -> None:
     for i, cells in enumerate(rows):
         last_of_group = i + 1 == len(rows) or rows[i + 1][:2] != cells[:2]
         table.add_row(*cells, end_section=last_of_group)
-    console.print(table)
+    screen.print(table)
     overview = Table(title="fraction of the true value reached")
     for column in ["objective", "critic", *[f"{v:g} nats" for v in c.levels]]:
         overview.add_column(column)
     for cells in fraction_rows(result):
         overview.add_row(*cells)
-    console.print(overview)
+    screen.print(overview)
     click.echo(f"runtime {result.runtime_s:.1f} s")
     for key in ("markdown", "csv", "json", "history", "plot"):
         if key in paths:
             click.echo(f"wrote {paths[key]}")  # not through rich: a path must not be folded
 
 
-@click.command("mi", context_settings={"help_option_names": ["-h", "--help"]})
+@bench.command("mi")
 @click.option(
     "--divergences",
     "-d",
@@ -211,44 +206,39 @@ def mi_command(
     lower bound, InfoNCE as the reference (Poole et al. 2019; Song and Ermon 2020). Reports, per
     divergence and level, the bias, variance and fraction of the true f-MI reached.
     """
-    from ..errors import FmiclError
-    from .bench import QUICK_DIVERGENCES, full_config, quick_config, run_benchmark
-    from .report import json_report, write_report
+    from fmicl_registry.cli import CommandError
+    from fmicl_registry.mi.bench import QUICK_DIVERGENCES, full_config, quick_config, run_benchmark
+    from fmicl_registry.mi.report import json_report, write_report
 
     names = _split(divergences)
     make = quick_config if quick else full_config
-    try:
-        config = make(
-            seed=seed,
-            steps_per_level=steps,
-            levels=levels,
-            critics=critics,
-            dim=dim,
-            batch_size=batch_size,
-            hidden=hidden,
-            lr=lr,
-            mc_samples=mc_samples,
-            infonce=not no_infonce,
-            threads=threads,
-            workers=workers,
-            device=device,
-        )
-        if not names:
-            if quick:
-                names = list(QUICK_DIVERGENCES)
-            else:
-                from ..components import list_divergences
+    config = make(
+        seed=seed,
+        steps_per_level=steps,
+        levels=levels,
+        critics=critics,
+        dim=dim,
+        batch_size=batch_size,
+        hidden=hidden,
+        lr=lr,
+        mc_samples=mc_samples,
+        infonce=not no_infonce,
+        threads=threads,
+        workers=workers,
+        device=device,
+    )
+    if not names:
+        if quick:
+            names = list(QUICK_DIVERGENCES)
+        else:
+            from fmicl_registry.components import list_divergences
 
-                names = list_divergences()
-        result = run_benchmark(names, config, progress=lambda line: click.echo(line, err=True))
+            names = list_divergences()
+    result = run_benchmark(names, config, progress=lambda line: click.echo(line, err=True))
+    try:
         paths = write_report(result, out, plot=not no_plot)
-    except FmiclError as err:
-        root = click.get_current_context().find_root()
-        if root.params.get("debug"):
-            raise
-        raise BenchUsageError(str(err)) from None
     except OSError as err:
-        raise BenchUsageError(f"cannot write the report to {out}: {err.strerror}") from None
+        raise CommandError(f"cannot write the report to {out}: {err.strerror}") from None
     if as_json:
         click.echo(json_report(result), nl=False)
     else:
