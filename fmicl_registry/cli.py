@@ -407,70 +407,14 @@ def list_kind(kind: str, as_json: bool, derive: bool) -> None:
 
 def _divergence_registrations() -> list[dict[str, Any]]:
     """Every registered divergence as its plugin declares it (name, generator, params,
-    normalize, description, reference, plugin), sorted by name.
+    normalize, description, reference, plugin), sorted by name: the registry's divergence
+    table, which runs only the divergence hooks and imports neither torch nor sympy; a wrong
+    registration is skipped with the registry's warning (an error in strict mode)."""
+    import dataclasses
 
-    Only the divergence hooks run (the built-in catalog's, which reads TOML files, and the
-    entry-point plugins'), so neither torch nor sympy is imported unless a plugin does it.
-    When a registration is not plain data (a missing or unknown key, a wrong type, a name
-    given twice, a hook that fails or exits), the full registry is built instead: it checks
-    every registration and skips a wrong one with a warning that says what is wrong (an error
-    in strict mode), as every other command does.
-    """
-    from . import hookspecs, plugins
+    from .components import registry
 
-    pm = plugins.get_plugin_manager()  # warns about a broken plugin as the registry does
-    found: dict[str, dict[str, Any]] = {}
-    plain = True
-    for impl in plugins.builtins_first(pm.hook.register_divergences):
-
-        def register(*, _plugin: str = impl.plugin_name, **kwargs: Any) -> None:
-            nonlocal plain
-            keys = hookspecs.DIVERGENCE_KEYS  # the registry's own check, less its messages
-            ok = set(kwargs) <= set(keys) and {"name", "generator"} <= set(kwargs)
-            ok = ok and all(
-                isinstance(v, keys[k][0]) or (k == "params" and v is None)
-                for k, v in kwargs.items()
-            )
-            params = kwargs.get("params") or {}
-            ok = ok and all(_NAME.fullmatch(str(k)) for k in params)
-            ok = ok and all(
-                isinstance(v, int | float | str) and not isinstance(v, bool)
-                for v in params.values()
-            )
-            name = kwargs["name"].strip() if ok else ""
-            ok = ok and len(name) <= 64 and bool(_REGISTERED_NAME.fullmatch(name))
-            if not ok or name in found:
-                plain = False
-                return
-            found[name] = {
-                "name": name,
-                "generator": kwargs["generator"],
-                "params": dict(params),
-                "normalize": kwargs.get("normalize", False),
-                "plugin": _plugin,
-                "description": kwargs.get("description", ""),
-                "reference": kwargs.get("reference", ""),
-            }
-
-        if plugins.call_plugin(impl.function, register=register) is not None:
-            plain = False  # the registry reports it
-    if not plain:
-        from .components import registry
-
-        specs = registry().divergences  # warns about (or, strict, refuses) what is wrong
-        return [
-            {
-                "name": name,
-                "generator": spec.generator,
-                "params": dict(spec.params),
-                "normalize": spec.normalize,
-                "plugin": spec.plugin,
-                "description": spec.description,
-                "reference": spec.reference,
-            }
-            for name, spec in sorted(specs.items())
-        ]
-    return [found[name] for name in sorted(found)]
+    return [dataclasses.asdict(spec) for _, spec in sorted(registry().divergences.items())]
 
 
 @cli.group()
