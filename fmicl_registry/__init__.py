@@ -7,7 +7,7 @@ What users do, each from the top level::
     # the objective, in your own training loop (lightly-style)
     loss_fn = fm.FMICL(divergence="js", similarity="gaussian", gamma=1.0)
     loss = loss_fn(z1, z2)                         # two views' projections, (N, D) each
-    loss = fm.fmicl_loss(z1, z2, fm.get_divergence("kl"), fm.get_similarity("gaussian")).loss
+    loss = fm.fmicl_loss(z1, z2, fm.get_divergence("kl"), fm.get_similarity("gaussian"))
 
     # your own f-divergence, from the text of its generator f(u) (parsed, never evaluated)
     d = fm.define_divergence("u**a/(a-1)", name="tsallis", params={"a": 1.5}, normalize=True)
