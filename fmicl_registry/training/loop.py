@@ -37,6 +37,7 @@ from .batches import EpochBatches, SeededViews
 from .batches import _seed as seed_of
 from .optim import build_optimizer, warmup_cosine
 from .spec import Spec, SpecError, load_spec
+from .spec_changes import compare_specs
 
 
 @dataclass
@@ -870,7 +871,7 @@ def _open_run(run_dir: Path, overrides: Sequence[str], log: Callable[[str], None
     spec = load_spec(spec_file, list(overrides))
     state, path = ckpt.load_latest(run_dir / "checkpoints", warn=log)
     against = f"{spec_file}" + (" with --set " + " ".join(overrides) if overrides else "")
-    changes = ckpt.compare_specs(state["spec"], spec.data, checkpoint=path, against=against)
+    changes = compare_specs(state["spec"], spec.data, checkpoint=path, against=against)
     for key, (old, new) in changes.items():
         log(f"changed since the checkpoint: {key} = {new!r} (was {old!r})")
     return _Opened(spec, spec_file, state, path, changes)

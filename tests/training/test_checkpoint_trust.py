@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from training_helpers import TINY
 
 from fmicl_registry.cli import cli
+from fmicl_registry.errors import SpecChanged
 from fmicl_registry.training import CheckpointError, evaluate_checkpoint, load_spec, train
 from fmicl_registry.training import checkpoint as ckpt
 from fmicl_registry.training.loop import _build_model
@@ -533,7 +534,7 @@ def test_more_epochs_extend_a_finished_run_on_the_longer_schedule(
 
 
 def test_the_library_resumes_with_overrides_too(run: Path) -> None:
-    with pytest.raises(ckpt.SpecChanged, match=r"objective\.alpha: 40\.0 -> 10\.0"):
+    with pytest.raises(SpecChanged, match=r"objective\.alpha: 40\.0 -> 10\.0"):
         train(None, resume=run, overrides=["objective.alpha=10.0"], log=_quiet)
-    with pytest.raises(ckpt.SpecChanged, match=r"data\.name: 'digits' -> 'cifar10'"):
+    with pytest.raises(SpecChanged, match=r"data\.name: 'digits' -> 'cifar10'"):
         evaluate_checkpoint(run, overrides=["data.name=cifar10"], log=_quiet)
