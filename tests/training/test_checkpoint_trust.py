@@ -28,7 +28,7 @@ from fmicl_registry.cli import cli
 from fmicl_registry.errors import SpecChanged
 from fmicl_registry.training import CheckpointError, evaluate_checkpoint, load_spec, train
 from fmicl_registry.training import checkpoint as ckpt
-from fmicl_registry.training.loop import _build_model
+from fmicl_registry.training.build import build
 
 BASE = [*TINY, "eval.every=0"]  # 2 epochs of 11 steps, a checkpoint after each
 
@@ -345,7 +345,7 @@ def test_resume_from_previous_retrains_the_lost_epoch_exactly(run: Path, base_ru
 def _other_backbone(run: Path, *, record_its_spec: bool) -> None:
     """last.pt and previous.pt holding the weights of a backbone twice as wide."""
     wide = load_spec(None, [*BASE, "backbone.width=16"])
-    model, _ = _build_model(wide, (1, 8, 8))
+    model = build(wide).model
     for name in ("last.pt", "previous.pt"):
         path = run / "checkpoints" / name
         state = torch.load(path, weights_only=True)
