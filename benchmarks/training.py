@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "data"))
 from data_formats import write_cifar10  # writes CIFAR's real pickled format
 
 from fmicl_registry.training import load_spec, train
-from fmicl_registry.training.loop import build
+from fmicl_registry.training.build import build
 
 
 def bare_images_per_s(settings: list[str], steps: int) -> float:
@@ -32,7 +32,7 @@ def bare_images_per_s(settings: list[str], steps: int) -> float:
     parts = build(spec)
     model = parts.model
     model.train()
-    batch = spec["train"]["batch_size"]
+    batch = spec.train.batch_size
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
     v1 = torch.randn(batch, *parts.input_shape)

@@ -29,7 +29,7 @@ def plain() -> Iterator[None]:
     """Inside, :func:`expm1` is ``torch.expm1`` itself: the same value, without the custom
     ``autograd.Function`` (whose every call costs tens of microseconds of Python in
     ``Function.apply``). For code that never differentiates through the primitives: the forward
-    pass of a term differentiated by its slope (``objectives.negatives.sloped_sum``).
+    pass of a term differentiated by its slope (``objectives._pairs.sloped_sum``).
 
     Example:
         >>> with plain():

@@ -1,5 +1,13 @@
 """Pretraining and evaluation runs: specs, the training loop, checkpoints, reports and sweeps.
 
+Read in this order: ``spec.py`` (a checked TOML spec with typed sections; its keys are in
+``schema.py``), ``build.py`` (spec -> data, views, model, evaluation), ``loop.py`` (``train``:
+the loop; ``evaluate_checkpoint``), ``views.py`` (the two views of a batch), ``evaluate.py``
+(the evaluation interface; ``evaluate_images.py``, ``evaluate_text.py``), ``run_folder.py``
+(metrics, checkpoints and resume in a run folder; ``checkpoint.py``, ``checkpoint_file.py``,
+``spec_changes.py``), ``optim.py``, ``batches.py``, ``device.py``, ``guard.py``, ``report.py``
+and ``sweep.py``.
+
 Example::
 
     from fmicl_registry.training import load_spec, train
@@ -13,10 +21,10 @@ The command line does the same: ``fmicl train --set train.epochs=5``, ``fmicl ev
 
 from __future__ import annotations
 
-from .checkpoint import CheckpointError
-from .loop import RunResult, TrainingDiverged, evaluate_checkpoint, train
+from ..errors import CheckpointError, SpecError, TrainingDiverged
+from .loop import RunResult, evaluate_checkpoint, train
 from .optim import LARS, warmup_cosine
-from .spec import Spec, SpecError, load_spec
+from .spec import Spec, load_spec
 from .sweep import sweep
 
 __all__ = [

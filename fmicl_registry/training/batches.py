@@ -1,24 +1,23 @@
-"""Batches and views that depend on ``(seed, epoch, index)`` only.
+"""Batches that depend on ``(seed, epoch)`` only, and the seeds of every random draw.
 
 Neither the number of processes, nor the number of data-loader workers, nor a resume changes
 which images form a batch or how they are augmented: the batch order comes from a permutation
-seeded by ``seed + epoch``, and the two views of an image from a generator seeded by
-``(seed, epoch, index)``. That is what makes a resumed run equal an uninterrupted one, and two
-processes equal one process on the global batch.
+seeded by ``(seed, epoch)``, and the two views of an image (or of a batch, :mod:`.views`) from a
+generator seeded by ``(seed, epoch, index)``. That is what makes a resumed run equal an
+uninterrupted one, and two processes equal one process on the global batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Sampler
 
-from .spec import SpecError
+from ..errors import SpecError
 
 
-def _seed(*parts: int) -> int:
+def mix_seed(*parts: int) -> int:
     """A 63-bit seed mixing ``parts`` (splitmix64-style, so nearby inputs give unrelated seeds)."""
     x = 0x9E3779B97F4A7C15
     for part in parts:
@@ -29,39 +28,10 @@ def _seed(*parts: int) -> int:
     return x & 0x7FFFFFFFFFFFFFFF
 
 
-class SeededViews(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
-    """Two augmented views of each item, drawn from a generator seeded by
-    ``(seed, epoch, index)`` (call :meth:`set_epoch` before each epoch).
-
-    Example:
-        >>> import torch
-        >>> base = [(torch.zeros(1, 2, 2), 0)]
-        >>> views = SeededViews(base, lambda x: x + torch.rand(()), seed=0)
-        >>> a1, b1, _ = views[0]; a2, b2, _ = views[0]
-        >>> torch.equal(a1, a2), torch.equal(a1, b1)
-        (True, False)
-    """
-
-    def __init__(self, dataset: Any, transform: Callable[[Any], Any], seed: int) -> None:
-        self.dataset, self.transform, self.seed, self.epoch = dataset, transform, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        image, label = self.dataset[index]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed(self.seed, self.epoch, int(index)))
-            return self.transform(image), self.transform(image), label
-
-
 class EpochBatches(Sampler[list[int]]):
     """This process's share of each global batch of an epoch.
 
-    The epoch's permutation is seeded by ``seed + epoch``; global batch ``b`` is rows
+    The epoch's permutation is seeded by ``(seed, epoch)``; global batch ``b`` is rows
     ``b * batch_size`` to ``(b + 1) * batch_size`` of it (the last partial batch is dropped:
     contrastive losses want full batches), and process ``rank`` takes the ``rank``-th
     contiguous slice, so gathering the slices in rank order rebuilds the global batch.
@@ -95,7 +65,7 @@ class EpochBatches(Sampler[list[int]]):
         return self.size // self.batch_size - self.skip
 
     def __iter__(self) -> Iterator[list[int]]:
-        generator = torch.Generator().manual_seed(_seed(self.seed, self.epoch, 0x5EED))
+        generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, 0x5EED))
         order = torch.randperm(self.size, generator=generator).tolist()
         share = self.batch_size // self.world_size
         for b in range(self.skip, self.size // self.batch_size):

@@ -4,22 +4,11 @@ A run folder keeps ``checkpoints/last.pt`` (the latest saved epoch), ``checkpoin
 (the one before) and ``checkpoints/checksums.json`` (the SHA-256 of the last few checkpoint
 files, recorded when each was written).
 
-What a checkpoint file may hold, and how it is read:
-
-* It is a ``torch.save`` archive of plain data only: tensors, numbers, strings, booleans,
-  ``None``, lists, tuples and dicts (the model's and the optimiser's state, the scheduler's
-  counters, the random generators' states, the epoch and step, and the spec it was trained
-  with). It is read with ``torch.load(weights_only=True)`` and nothing added to that allow-list:
-  PyTorch's restricted unpickler rebuilds exactly those types and refuses any other Python
-  object, so a file whose pickle would call ``os.system`` (or anything else) is refused
-  before anything in it runs. Reading needs torch 2.6 or newer (weights-only loading of
-  earlier versions could be made to run code, CVE-2025-32434).
-* Its SHA-256 must be one of those recorded in ``checksums.json``; a flipped byte, a truncated
-  file, random bytes or a file replaced by another is refused with the reason.
-* ``last.pt`` that cannot be used (any of the above, a directory in its place, an entry
-  missing, an unknown format) is skipped for ``previous.pt`` with a warning naming both files
-  and the reason; when neither can be used, :class:`CheckpointError` says why for each and what
-  to do.
+What a checkpoint file may hold and how one is verified (plain data read weights-only, a
+checksum recorded when it was written, the format and its entries) is :mod:`.checkpoint_file`.
+A ``last.pt`` that cannot be used is skipped for ``previous.pt`` with a warning naming both files
+and the reason; when neither can be used, :class:`CheckpointError` says why for each and what to
+do.
 
 Writing: the archive is serialised in memory, written to a temporary file beside its target and
 fsynced; its checksum is recorded; only then does ``last.pt`` become ``previous.pt`` and the new
@@ -28,17 +17,11 @@ recorded checksum; a write that fails (a full disk) removes its temporary file, 
 checkpoints as they were and says the run is resumable; a temporary file left by a kill is
 removed at the next save or resume.
 
-Resuming or evaluating with another spec (:func:`compare_specs`): the spec a checkpoint was
-trained with is recorded in it. Keys that do not change what the run computes
-(:data:`FREE_KEYS`, the ``[eval]`` section) may differ, and ``train.epochs`` may grow (a
-finished run is extended); each such change is logged. Any other difference (objective,
-divergence, backbone, architecture, augmentation, data set, lr, batch size, seed, optimiser,
-...) is refused by :class:`SpecChanged`, naming each key with its old and new value.
+Which spec changes a resume allows is :mod:`.spec_changes`.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime
 import errno
 import hashlib
@@ -47,51 +30,33 @@ import json
 import os
 import random
 import tempfile
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 
-from ..errors import CheckpointError, SpecChanged
+from ..errors import CheckpointError
+from .checkpoint_file import CHECKSUMS, FORMAT, Unusable, read, read_checksums
 
-#: Bumped when the checkpoint layout changes; older checkpoints are refused with a message.
-#: Format 1 (fmicl-registry 0.x before checksums) recorded no spec and no checksum.
-FORMAT = 2
-
-#: The file beside the checkpoints that records their SHA-256.
-CHECKSUMS = "checksums.json"
+__all__ = [
+    "CHECKSUMS",
+    "FORMAT",
+    "CheckpointError",
+    "latest",
+    "load",
+    "load_latest",
+    "remove_stale",
+    "rng_state",
+    "rotate_and_save",
+    "save_atomic",
+    "set_aside",
+    "set_rng_state",
+]
 
 #: How many checksums ``checksums.json`` keeps (the newest first): ``last.pt`` and
 #: ``previous.pt`` are always among them, whatever point a kill interrupts a save at.
 KEEP_CHECKSUMS = 4
-
-#: Keys of a spec that may differ between a checkpoint and the spec it is resumed or evaluated
-#: with: where things are, how much is printed or kept, and the device (plus every ``[eval]``
-#: key and ``train.epochs`` when it grows).
-FREE_KEYS = frozenset(
-    {
-        "run.name",
-        "run.device",
-        "data.root",
-        "data.download",
-        "data.num_workers",
-        "data.eval_name",
-        "data.eval_root",
-        "data.eval_split",
-        "train.progress",
-        "train.log_every",
-        "train.checkpoint_every",
-    }
-)
-
-_ALLOWED_TEXT = "train.epochs (to more epochs), eval.*, " + ", ".join(sorted(FREE_KEYS))
-
-
-class _Unusable(Exception):
-    """Why one checkpoint file cannot be used (a phrase: ``f"{path} {reason}"``)."""
-
 
 # ------------------------------------------------------------------------------ writing
 
@@ -141,7 +106,7 @@ def _serialise(state: dict[str, Any]) -> bytes:
 
 def _record(folder: Path, digest: str, state: dict[str, Any]) -> None:
     """Add ``digest`` to ``checksums.json`` (atomically; the newest first)."""
-    entries = _read_checksums(folder)[0] or []
+    entries = read_checksums(folder)[0] or []
     entry = {
         "sha256": digest,
         "epoch": state.get("epoch"),
@@ -208,173 +173,14 @@ def rotate_and_save(state: dict[str, Any], folder: Path) -> Path:
 # ------------------------------------------------------------------------------ reading
 
 
-def _read_checksums(folder: Path) -> tuple[list[dict[str, Any]] | None, str]:
-    """The entries of ``checksums.json``, or None and why there are none."""
-    path = folder / CHECKSUMS
-    if not path.is_file():
-        return None, f"{CHECKSUMS} beside it is missing"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        entries = data["checkpoints"]
-        if not isinstance(entries, list) or not all(
-            isinstance(e, dict) and isinstance(e.get("sha256"), str) for e in entries
-        ):
-            raise ValueError("no list of checksums")
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return None, f"{CHECKSUMS} beside it cannot be read ({err})"
-    return entries, ""
-
-
-def _weights_only(data: bytes) -> Any:
-    """``torch.load`` with PyTorch's own weights-only allow-list and nothing added to it."""
-    if torch.torch_version.TorchVersion(torch.__version__) < "2.6":
-        raise _Unusable(
-            f"was not read: reading checkpoints safely needs torch 2.6 or newer (this is "
-            f"torch {torch.__version__}, whose weights-only loading could be made to run code, "
-            "CVE-2025-32434); upgrade torch"
-        )
-    added = torch.serialization.get_safe_globals()  # by other code in this process
-    torch.serialization.clear_safe_globals()
-    try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    finally:
-        if added:
-            torch.serialization.add_safe_globals(added)
-
-
-def _parse(data: bytes) -> dict[str, Any]:
-    try:
-        state = _weights_only(data)
-    except _Unusable:
-        raise
-    except Exception as err:  # any failure to parse makes the file unusable
-        text = str(err)
-        if "Weights only load failed" in text:
-            detail = next(
-                (
-                    line.strip()
-                    for line in text.splitlines()
-                    if "Unsupported" in line or "GLOBAL" in line
-                ),
-                "",
-            )
-            raise _Unusable(
-                "holds Python objects other than tensors, numbers and strings"
-                + (f" ({detail})" if detail else "")
-                + ", which no fmicl-registry checkpoint contains; it was refused without "
-                "running any of it: it was not written by fmicl-registry, or was altered"
-            ) from None
-        first = text.splitlines()[0][:200] if text else ""
-        raise _Unusable(
-            f"is corrupted or truncated and cannot be read ({type(err).__name__}: {first})"
-        ) from None
-    if not isinstance(state, dict):
-        raise _Unusable(
-            f"is not a fmicl-registry checkpoint (it holds a {type(state).__name__}, not a dict)"
-        )
-    return state
-
-
-def _check_format(state: dict[str, Any]) -> None:
-    found, version = state.get("format"), state.get("version", "unknown")
-    if found == FORMAT:
-        return
-    if isinstance(found, int) and not isinstance(found, bool) and 0 < found < FORMAT:
-        raise _Unusable(
-            f"was written by an older fmicl-registry ({version}, checkpoint format {found}, "
-            f"without checksum or spec record); this version reads format {FORMAT}: evaluate "
-            "it with the version that wrote it, or train the run again"
-        )
-    if isinstance(found, int) and not isinstance(found, bool) and found > FORMAT:
-        raise _Unusable(
-            f"has checkpoint format {found} (written by fmicl-registry {version}), newer than "
-            f"the format {FORMAT} this version reads: upgrade fmicl-registry"
-        )
-    raise _Unusable(
-        f"is not a fmicl-registry checkpoint (its format entry is {found!r}, expected {FORMAT})"
-    )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-#: The entries of a checkpoint and what each must be.
-_ENTRIES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "version": (lambda v: isinstance(v, str), "a version string"),
-    "epoch": (_is_int, "a count of epochs"),
-    "step": (_is_int, "a count of steps"),
-    "model": (
-        lambda v: (
-            isinstance(v, dict)
-            and all(isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in v.items())
-        ),
-        "a dict of named tensors",
-    ),
-    "optimizer": (
-        lambda v: isinstance(v, dict) and "state" in v and "param_groups" in v,
-        "an optimiser state",
-    ),
-    "scheduler": (lambda v: isinstance(v, dict), "a scheduler state"),
-    "rng": (
-        lambda v: (
-            isinstance(v, dict)
-            and isinstance(v.get("torch"), torch.Tensor)
-            and isinstance(v.get("python"), tuple)
-        ),
-        "the random generators' states",
-    ),
-    "spec": (
-        lambda v: isinstance(v, dict) and all(isinstance(s, dict) for s in v.values()),
-        "the spec it was trained with",
-    ),
-}
-
-
-def _check_entries(state: dict[str, Any]) -> None:
-    for key, (ok, what) in _ENTRIES.items():
-        if key not in state:
-            raise _Unusable(
-                f"has no {key!r} entry ({what}): it was not written by this version of "
-                "fmicl-registry, or was altered before its checksum was recorded"
-            )
-        if not ok(state[key]):
-            raise _Unusable(f"has a {key!r} entry that is not {what}")
-
-
-def _read(path: Path, checksums: tuple[list[dict[str, Any]] | None, str]) -> dict[str, Any]:
-    """One checkpoint file, verified; :class:`_Unusable` says why it cannot be used."""
-    if not os.path.lexists(path):
-        raise _Unusable("does not exist")
-    if path.is_dir():
-        raise _Unusable("is a directory, not a checkpoint file")
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise _Unusable(f"cannot be read ({err.strerror or err})") from None
-    digest = hashlib.sha256(data).hexdigest()
-    entries, missing = checksums
-    if entries is not None and digest not in {e["sha256"] for e in entries}:
-        raise _Unusable(
-            f"is corrupted or truncated: its SHA-256 ({digest[:12]}...) is not the one recorded "
-            f"in {CHECKSUMS} when it was written ({len(data)} bytes now)"
-        )
-    state = _parse(data)
-    _check_format(state)
-    if entries is None:
-        raise _Unusable(f"cannot be verified: no checksum is recorded for it ({missing})")
-    _check_entries(state)
-    return state
-
-
 def load(path: Path) -> dict[str, Any]:
     """One checkpoint file, verified against the ``checksums.json`` beside it (no fallback).
 
     Raises :class:`CheckpointError` naming the file and the reason it cannot be used.
     """
     try:
-        return _read(path, _read_checksums(path.parent))
-    except _Unusable as why:
+        return read(path, read_checksums(path.parent))
+    except Unusable as why:
         raise CheckpointError(f"checkpoint {path} {why}") from None
 
 
@@ -394,10 +200,10 @@ def load_latest(
             f"{run} has no checkpoint (checkpoints/last.pt): the run stopped before its first "
             f"checkpoint was written; start it again: {again}"
         )
-    checksums = _read_checksums(folder)
+    checksums = read_checksums(folder)
     try:
-        return _read(last, checksums), last
-    except _Unusable as why:
+        return read(last, checksums), last
+    except Unusable as why:
         bad_last = str(why)
     if not os.path.lexists(previous):
         raise CheckpointError(
@@ -405,8 +211,8 @@ def load_latest(
             f"restore the checkpoints from a copy, or train the run again: {again}"
         )
     try:
-        state = _read(previous, checksums)
-    except _Unusable as why:
+        state = read(previous, checksums)
+    except Unusable as why:
         raise CheckpointError(
             f"no usable checkpoint in {folder}: last.pt {bad_last}; previous.pt {why}. Restore "
             f"the checkpoints from a copy, or train the run again: {again}"
@@ -427,76 +233,6 @@ def set_aside(path: Path) -> Path:
         target = path.with_name(f"{path.name}.bad-{n}")
     os.replace(path, target)
     return target
-
-
-# ------------------------------------------------------------------------------ specs
-
-
-def _flat(spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        f"{section}.{key}": value
-        for section, values in spec.items()
-        for key, value in values.items()
-        if value is not None
-    }
-
-
-def _normal(spec: dict[str, Any], where: str) -> dict[str, Any]:
-    """``spec`` as written to and read back from ``spec.toml`` (so equal specs compare equal)."""
-    from .spec import Spec, SpecError, spec_from_toml
-
-    try:
-        with warnings.catch_warnings():  # the spec's own warnings were given when it was read
-            warnings.simplefilter("ignore")
-            return spec_from_toml(Spec(copy.deepcopy(spec)).to_toml(), where).data
-    except SpecError as err:
-        raise CheckpointError(f"{where} records a spec that is not valid: {err}") from None
-
-
-def compare_specs(
-    recorded: dict[str, Any], current: dict[str, Any], *, checkpoint: Path, against: str
-) -> dict[str, tuple[Any, Any]]:
-    """The keys in which ``current`` differs from the spec ``checkpoint`` was trained with.
-
-    Returns the allowed differences (``{"train.epochs": (10, 20)}``): :data:`FREE_KEYS`, the
-    ``[eval]`` section, and ``train.epochs`` when it grows. Raises :class:`SpecChanged` naming
-    every other difference, with its old and new value (``against`` names the current spec).
-    """
-    old = _flat(_normal(recorded, f"checkpoint {checkpoint}"))
-    new = _flat(_normal(current, against))
-    missing = object()
-    changed = {
-        key: (old.get(key, missing), new.get(key, missing))
-        for key in sorted(old.keys() | new.keys())
-        if old.get(key, missing) != new.get(key, missing)
-    }
-
-    def allowed(key: str, before: Any, after: Any) -> bool:
-        if key == "train.epochs":
-            return isinstance(before, int) and isinstance(after, int) and after > before
-        return key in FREE_KEYS or key.startswith("eval.")
-
-    def show(value: Any) -> str:
-        return "(unset)" if value is missing else repr(value)
-
-    refused = {k: v for k, v in changed.items() if not allowed(k, *v)}
-    if refused:
-        listed = "; ".join(f"{k}: {show(a)} -> {show(b)}" for k, (a, b) in refused.items())
-        shrink = (
-            " (a run's epochs can only grow)"
-            if "train.epochs" in refused and len(refused) == 1
-            else ""
-        )
-        raise SpecChanged(
-            f"{against} differs from the spec checkpoint {checkpoint} was trained with, in "
-            f"keys that change what the run computes: {listed}{shrink}. Set them back to the "
-            f"checkpoint's values, or start a new run with the new values. Keys that may "
-            f"change: {_ALLOWED_TEXT}"
-        )
-    return {
-        k: (None if a is missing else a, None if b is missing else b)
-        for k, (a, b) in changed.items()
-    }
 
 
 # ------------------------------------------------------------------------------ random state

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .spec import SpecError
+from ..errors import SpecError
+from .schema import TrainSection
 
 
 class LARS(torch.optim.Optimizer):
@@ -88,3 +90,43 @@ def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int) -> float:
         return (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The run's learning-rate schedule: :func:`warmup_cosine` over its steps.
+
+    ``total_steps`` is ``train.epochs`` epochs of ``steps_per_epoch`` steps, or
+    ``train.max_steps`` when that is smaller; the warm-up is ``train.warmup_epochs`` epochs.
+    """
+
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+
+    @classmethod
+    def of(cls, train: TrainSection, steps_per_epoch: int) -> Schedule:
+        total = train.epochs * steps_per_epoch
+        if train.max_steps:
+            total = min(total, train.max_steps)
+        return cls(steps_per_epoch, total, round(train.warmup_epochs * steps_per_epoch))
+
+    def factor(self, step: int) -> float:
+        return warmup_cosine(step, warmup_steps=self.warmup_steps, total_steps=self.total_steps)
+
+    def scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+        """A scheduler stepping ``optimizer`` along this schedule, once per step."""
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: self.factor(step))
+
+    def restart(
+        self,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        step: int,
+    ) -> None:
+        """Set the learning rates of a resumed run to this schedule's at ``step``: the same
+        as before, or, with more epochs, the cosine over the new total from this step on (a
+        warm restart)."""
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+            group["lr"] = base * self.factor(step)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]

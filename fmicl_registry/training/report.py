@@ -9,12 +9,17 @@ Isola's plane: lower-left is better).
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import platform
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+
+from .._version import __version__
 
 _NAMES = {
     "knn_top1": "kNN top-1 (%)",
@@ -63,6 +68,36 @@ def _records(run_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def make_report(
+    spec: dict[str, Any],
+    run_dir: Path,
+    device: torch.device,
+    *,
+    metrics: dict[str, float],
+    baselines: dict[str, dict[str, float]],
+    training: dict[str, Any],
+    seconds: float,
+) -> dict[str, Any]:
+    """``report.json``: the metrics beside the baselines, how training went, how long the
+    evaluation took, the resolved spec and the environment."""
+    return {
+        "run": spec["run"]["name"],
+        "run_dir": str(run_dir),
+        "metrics": metrics,
+        "baselines": baselines,
+        "training": training,
+        "evaluation_seconds": seconds,
+        "spec": spec,
+        "environment": {
+            "fmicl_registry": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "device": str(device),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        },
+    }
 
 
 def markdown(report: dict[str, Any]) -> str:

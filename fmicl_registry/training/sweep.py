@@ -19,9 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import SpecError
 from .loop import train
 from .report import _NAMES, _percent, _pyplot
-from .spec import Spec, SpecError, load_spec
+from .spec import Spec, load_spec
 
 METRICS = ("linear_top1", "knn_top1", "sts_spearman", "sts_pearson", "alignment", "uniformity")
 
@@ -40,15 +41,15 @@ def sweep_specs(
     if not divergences and not baselines:
         raise SpecError("nothing to sweep: give --divergences and/or --baselines")
     base = load_spec(path, overrides)
-    fmicl = base.component("objective")
-    if fmicl[0] != "fmicl":
-        fmicl = ("fmicl", {})
+    # each divergence keeps the spec's other f-MICL options (alpha, gamma)
+    fmicl_options = base.objective.options if base.objective.name == "fmicl" else {}
     runs = []
+    first = base.run.seed
     for label in [*divergences, *baselines]:
-        for seed in range(base["run"]["seed"], base["run"]["seed"] + seeds):
+        for seed in range(first, first + seeds):
             settings = [f"run.seed={seed}", f'run.name="{_folder_name(label)}-seed{seed}"']
             if label in divergences:
-                options = {**fmicl[1], "divergence": label}
+                options = {**fmicl_options, "divergence": label}
                 settings += ['objective.name="fmicl"'] + [
                     f"objective.{k}={json.dumps(v)}" for k, v in options.items()
                 ]
@@ -56,7 +57,7 @@ def sweep_specs(
                 name, assignments = _baseline(label)
                 settings += [f'objective.name="{name}"', *(f"objective.{a}" for a in assignments)]
             spec = load_spec(path, [*overrides, *settings])
-            if seed == base["run"]["seed"]:
+            if seed == first:
                 _check_objective(label, spec)
             runs.append((label, seed, spec))
     return runs
@@ -84,10 +85,10 @@ def _check_objective(label: str, spec: Spec) -> None:
     from ..errors import FmiclError
     from ..objectives import get_objective
 
-    name, options = spec.component("objective")
+    name = spec.objective.name
     assert name is not None
     try:
-        get_objective(name, **options)
+        get_objective(name, **spec.objective.options)
     except FmiclError as err:
         raise SpecError(
             f"{'baseline' if ':' in label or name != 'fmicl' else 'divergence'} {label!r}: {err}"
@@ -107,7 +108,7 @@ def sweep(
     """Train and evaluate every run of the sweep into ``out/sweep-<name>/`` and write the
     comparison table there; returns ``{"dir", "rows"}``."""
     runs = sweep_specs(path, overrides, divergences=divergences, baselines=baselines, seeds=seeds)
-    name = load_spec(path, overrides)["run"]["name"]
+    name = load_spec(path, overrides).run.name
     folder, n = Path(out) / f"sweep-{name}", 1
     while os.path.lexists(folder):
         n += 1

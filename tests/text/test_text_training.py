@@ -15,7 +15,7 @@ from PIL import Image
 from text_formats import SENTENCES, write_stsbenchmark, write_textlines
 
 import fmicl_registry as fm
-from fmicl_registry import plugins
+from fmicl_registry import components, plugins
 from fmicl_registry.cli import cli
 from fmicl_registry.objectives import FMICL
 from fmicl_registry.training import SpecError, load_spec, train
@@ -70,7 +70,7 @@ def pm() -> Iterator[Any]:
 
 def test_a_text_run_trains_through_the_objective_and_reports_sts(tmp_path: Path, pm: Any) -> None:
     pm.register(_CountingPlugin(), name="counting")
-    fm.components.clear()
+    components.clear()
     _Counting.calls = []
     settings = [*_data(tmp_path), "objective.name=counting_fmicl", "objective.divergence=kl"]
     result = train(load_spec(SPEC, settings), tmp_path / "runs", log=_quiet)

@@ -25,9 +25,10 @@ from click.testing import CliRunner
 from training_helpers import TINY
 
 from fmicl_registry.cli import cli
+from fmicl_registry.errors import SpecChanged
 from fmicl_registry.training import CheckpointError, evaluate_checkpoint, load_spec, train
 from fmicl_registry.training import checkpoint as ckpt
-from fmicl_registry.training.loop import _build_model
+from fmicl_registry.training.build import build
 
 BASE = [*TINY, "eval.every=0"]  # 2 epochs of 11 steps, a checkpoint after each
 
@@ -344,7 +345,7 @@ def test_resume_from_previous_retrains_the_lost_epoch_exactly(run: Path, base_ru
 def _other_backbone(run: Path, *, record_its_spec: bool) -> None:
     """last.pt and previous.pt holding the weights of a backbone twice as wide."""
     wide = load_spec(None, [*BASE, "backbone.width=16"])
-    model, _ = _build_model(wide, (1, 8, 8))
+    model = build(wide).model
     for name in ("last.pt", "previous.pt"):
         path = run / "checkpoints" / name
         state = torch.load(path, weights_only=True)
@@ -533,7 +534,7 @@ def test_more_epochs_extend_a_finished_run_on_the_longer_schedule(
 
 
 def test_the_library_resumes_with_overrides_too(run: Path) -> None:
-    with pytest.raises(ckpt.SpecChanged, match=r"objective\.alpha: 40\.0 -> 10\.0"):
+    with pytest.raises(SpecChanged, match=r"objective\.alpha: 40\.0 -> 10\.0"):
         train(None, resume=run, overrides=["objective.alpha=10.0"], log=_quiet)
-    with pytest.raises(ckpt.SpecChanged, match=r"data\.name: 'digits' -> 'cifar10'"):
+    with pytest.raises(SpecChanged, match=r"data\.name: 'digits' -> 'cifar10'"):
         evaluate_checkpoint(run, overrides=["data.name=cifar10"], log=_quiet)

@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 from training_helpers import TINY
 
 import fmicl_registry as fm
-from fmicl_registry import plugins
+from fmicl_registry import components, plugins
 from fmicl_registry.training import load_spec, train
 
 WORLD = 2
@@ -69,7 +69,7 @@ SETTINGS = [
 def _register() -> None:
     plugins.reset()
     plugins.get_plugin_manager().register(NoBatchNorm(), name="no_batch_norm")
-    fm.components.clear()
+    components.clear()
 
 
 def _worker(rank: int, init_file: str, out: str, extra: list[str]) -> None:

@@ -19,7 +19,7 @@ from PIL import Image
 from training_helpers import TINY
 
 import fmicl_registry as fm
-from fmicl_registry import plugins
+from fmicl_registry import components, plugins
 from fmicl_registry.objectives import FMICL
 from fmicl_registry.training import CheckpointError, TrainingDiverged, load_spec, train
 
@@ -151,7 +151,7 @@ def test_the_nan_guard_names_step_and_term_and_keeps_the_last_checkpoint(
     tmp_path: Path, pm: Any
 ) -> None:
     pm.register(_ExplodingPlugin(), name="explodes")
-    fm.components.clear()
+    components.clear()
     _Explodes.calls = 0
     spec = load_spec(None, [*TINY, "objective.name=explodes", "eval.every=0"])
     with pytest.raises(TrainingDiverged) as err:
@@ -211,37 +211,3 @@ def test_a_misspelled_component_option_names_the_section(tmp_path: Path) -> None
         fm.FmiclError, match=r"\[backbone\] backbone 'small_cnn'.*did you mean 'width'"
     ):
         train(spec, tmp_path, log=_quiet)
-
-
-def test_the_report_says_where_evaluation_scored() -> None:
-    from fmicl_registry.training.report import _evaluated_on
-
-    assert _evaluated_on({"name": "digits", "eval_name": None, "eval_split": "test"}) == "."
-    assert _evaluated_on({"name": "digits", "eval_split": "train"}) == (
-        ", evaluated on `digits` (train)."
-    )
-    assert _evaluated_on({"name": "textlines", "eval_name": "stsb", "eval_split": "dev"}) == (
-        ", evaluated on `stsb` (dev)."
-    )
-
-
-def test_pairs_encode_each_test_image_twice_from_one_draw_of_its_views() -> None:
-    from fmicl_registry.training.batches import SeededViews
-    from fmicl_registry.training.loop import _pairs
-
-    images = [(torch.rand(1, 8, 8), i % 3) for i in range(7)]
-    calls = {"n": 0}
-
-    def augment(x: torch.Tensor) -> torch.Tensor:
-        calls["n"] += 1
-        return x + torch.rand(())
-
-    views = SeededViews(images, augment, seed=3)
-    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
-    z1, z2 = _pairs(encoder, views, torch.device("cpu"), batch_size=3)
-    assert calls["n"] == 2 * len(images)  # each view drawn once
-    with torch.no_grad():
-        want1 = torch.stack([encoder(views[i][0][None])[0] for i in range(7)])
-        want2 = torch.stack([encoder(views[i][1][None])[0] for i in range(7)])
-    torch.testing.assert_close(z1, want1)
-    torch.testing.assert_close(z2, want2)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from fmicl_registry.training import SpecError, load_spec
-from fmicl_registry.training.spec import SCHEMA, parse_override, spec_from_toml
+from fmicl_registry.training.schema import SCHEMA, SECTIONS, TrainSection
+from fmicl_registry.training.spec import parse_override, spec_from_toml
 
 
 def test_the_default_is_the_shipped_digits_spec() -> None:
@@ -19,6 +20,40 @@ def test_the_default_is_the_shipped_digits_spec() -> None:
     )
     assert spec.component("backbone")[0] == "small_cnn"
     assert spec["eval"]["knn_k"] == 200  # the defaults a user reads in the README
+
+
+def test_the_typed_sections_are_the_checked_tables() -> None:
+    spec = load_spec(
+        None,
+        [
+            "train.epochs=3",
+            "train.lr=1",
+            "data.image_size=8",
+            "augment.name=x",
+            "train.warmup_epochs=0",
+        ],
+    )
+    assert spec.train.epochs == 3 and spec.train.lr == 1.0 and isinstance(spec.train.lr, float)
+    assert isinstance(spec.train, TrainSection)
+    sections = {"run": spec.run, "data": spec.dataset, "train": spec.train, "eval": spec.eval}
+    for name, section in sections.items():
+        assert type(section) is SECTIONS[name]
+        assert {key: getattr(section, key) for key in SCHEMA[name]} == {
+            key: spec[name][key] for key in SCHEMA[name]
+        }
+    assert not hasattr(spec.dataset, "image_size") and spec.dataset_options() == {"image_size": 8}
+    assert (spec.objective.name, spec.objective.options) == spec.component("objective")
+    assert (spec.augment.name, spec.augment.options) == ("x", {})  # a new name drops options
+    with pytest.raises(AttributeError):
+        spec.train.epochs = 4  # type: ignore[misc]
+
+
+def test_the_schema_lists_each_sections_keys_with_their_defaults() -> None:
+    for name, section in SECTIONS.items():
+        assert SCHEMA[name] and all(
+            getattr(section(), key) == default for key, (_, default, _) in SCHEMA[name].items()
+        )
+    assert SCHEMA["data"]["root"][0] == "string or none" and SCHEMA["train"]["lr"][0] == "number"
 
 
 def test_overrides_are_read_as_toml_values_or_plain_strings() -> None:

@@ -1,0 +1,205 @@
+"""The build step: a spec -> everything a run is made of (:class:`Parts`).
+
+The data sets, the views of a batch (:mod:`.views`), the model (backbone, architecture and
+objective, all registered components) and the evaluation (:mod:`.evaluate`), seeded by
+``run.seed``. A pretraining data set with ``modality = "text"`` makes a text run (sentences,
+evaluated on STS); every other data set is images, augmented with ``[augment]``'s recipe and
+evaluated by kNN and linear probes. ``fmicl eval`` rebuilds a run the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..errors import FmiclError, SpecError
+from .evaluate import Evaluation
+from .evaluate_images import ImageEvaluation
+from .evaluate_text import TextEvaluation
+from .spec import Spec
+from .views import BatchViews, PairedViews, SeededViews, SentenceViews, Views
+
+CPU = torch.device("cpu")
+
+
+@dataclass
+class Parts:
+    """Everything a run is built from (also what ``fmicl eval`` rebuilds)."""
+
+    #: What the data loader reads: images (or sentences) and labels, or two views of each.
+    pretrain: Dataset[Any]
+    #: A loader batch -> the model's two views, on the device.
+    views: Views
+    #: The architecture, holding the backbone and the objective: ``model(v1, v2)`` is the loss.
+    model: nn.Module
+    #: ``model.encoder``: the features evaluation scores.
+    encoder: nn.Module
+    #: The objective inside the model (its ``last_terms`` name a term that goes bad).
+    objective: nn.Module
+    #: How the encoder is scored: kNN and linear probes (images) or STS (text).
+    evaluation: Evaluation
+    #: The shape of one input image; ``()`` for text.
+    input_shape: tuple[int, ...]
+
+
+def build(spec: Spec, *, device: torch.device = CPU, rank: int = 0) -> Parts:
+    """The data sets, the model and the evaluation ``spec`` describes; the views move each
+    batch to ``device`` (process ``rank`` of the run keeps its rows of a global batch)."""
+    data = spec.dataset
+    options = {"root": data.root, "download": data.download, **spec.dataset_options()}
+    pretrain_set = _build("datasets", data.name, {}, "data", split="pretrain", **options)
+    if getattr(pretrain_set, "modality", "image") == "text":
+        return _build_text(spec, pretrain_set, options)
+    return _build_images(spec, pretrain_set, options, device, rank)
+
+
+def _build(kind: str, name: str, options: dict[str, Any], section: str, **fixed: Any) -> Any:
+    """A registered component, its options checked against the factory with the spec's
+    section named in the error."""
+    from ..components import build
+
+    try:
+        return build(kind, name, **options, **fixed)
+    except FmiclError as err:
+        raise SpecError(f"[{section}] {err}") from None
+
+
+def _eval_set(spec: Spec, options: dict[str, Any], split: str) -> Any:
+    """A split of the data set evaluation reads: ``data.eval_name`` (else ``data.name``) at
+    ``data.eval_root`` (else ``data.root``)."""
+    data = spec.dataset
+    root = data.eval_root if data.eval_root is not None else data.root
+    if data.eval_name is None or data.eval_name == data.name:
+        name, given = data.name, {**options, "root": root}
+    else:
+        name, given = data.eval_name, {"root": root, "download": data.download}
+    return _build("datasets", name, {}, "data", split=split, **given)
+
+
+@dataclass
+class _Model:
+    model: nn.Module
+    encoder: nn.Module
+    objective: nn.Module
+    #: Rebuilds the backbone's initialisation (the untrained baseline).
+    build_encoder: Callable[[], nn.Module]
+
+
+def _build_model(spec: Spec, input_shape: tuple[int, ...] | None) -> _Model:
+    """The architecture with its backbone and objective. ``input_shape`` goes to image
+    backbones; text backbones get none."""
+    from ..architectures import default_backbone
+
+    architecture, backbone = spec.architecture, spec.backbone
+    assert architecture.name is not None and spec.objective.name is not None
+    backbone_name = backbone.name
+    if backbone_name is None:
+        try:
+            backbone_name = default_backbone(architecture.name)
+        except FmiclError as err:
+            raise SpecError(f"[architecture] {err} (set backbone.name)") from None
+    shape = {} if input_shape is None else {"input_shape": input_shape}
+
+    def build_encoder() -> nn.Module:
+        torch.manual_seed(spec.run.seed)
+        return _build("backbones", backbone_name, backbone.options, "backbone", **shape)
+
+    encoder = build_encoder()  # the untrained baseline rebuilds this exact initialisation
+    objective = _build("objectives", spec.objective.name, spec.objective.options, "objective")
+    model = _build(
+        "architectures",
+        architecture.name,
+        architecture.options,
+        "architecture",
+        backbone=encoder,
+        objective=objective,
+    )
+    features = getattr(model, "encoder", None)  # the architectures' contract (hookspecs)
+    if not isinstance(features, nn.Module):
+        raise SpecError(
+            f"[architecture] {architecture.name!r} has no encoder attribute (the module whose "
+            "features evaluation scores)"
+        )
+    return _Model(model, features, objective, build_encoder)
+
+
+def _build_images(
+    spec: Spec, pretrain_set: Any, options: dict[str, Any], device: torch.device, rank: int
+) -> Parts:
+    """An image run: the recipe's views of the pretraining images, kNN and linear probes on
+    the evaluation data set's train and test splits."""
+    from ..data import Transformed, eval_transform, get_augmentation
+    from ..data.batch import get_batch_augmentation
+
+    seed = spec.run.seed
+    train_set = _eval_set(spec, options, "train")
+    if getattr(train_set, "modality", "image") != "image":
+        raise SpecError(
+            f"[data] {spec.dataset.name!r} is an image data set but evaluation would read "
+            f"{spec.dataset.eval_name or spec.dataset.name!r}, which is {train_set.modality}; "
+            "an image run is "
+            "evaluated on images (kNN and linear probes): remove data.eval_name, or name an "
+            "image data set"
+        )
+    test_set = _eval_set(spec, options, spec.dataset.eval_split)
+    augment_options = dict(spec.augment.options)
+    batched = augment_options.pop("batched", True)
+    if not isinstance(batched, bool):
+        raise SpecError(f"augment.batched must be a boolean, got {batched!r}")
+    recipe = spec.augment.name or pretrain_set.default_recipe
+    shape = tuple(pretrain_set.input_shape)
+    stats = (shape, pretrain_set.mean, pretrain_set.std)
+    try:
+        augment = get_augmentation(recipe, *stats, **augment_options)
+        batch_augment = get_batch_augmentation(recipe, *stats, **augment_options)
+    except (FmiclError, ValueError, TypeError) as err:  # torchvision's own checks included
+        raise SpecError(f"[augment] recipe {recipe!r}: {err}") from None
+    built = _build_model(spec, shape)
+    views: Views
+    if batched and batch_augment is not None:
+        pretrain: Dataset[Any] = pretrain_set
+        views = BatchViews(batch_augment, seed, spec.train.batch_size, device, rank)
+    else:
+        pretrain = SeededViews(pretrain_set, augment, seed)
+        views = PairedViews(pretrain, device)
+    evaluation = ImageEvaluation(
+        train_set=Transformed(train_set, eval_transform(train_set)),
+        test_set=Transformed(test_set, eval_transform(test_set)),
+        test_views=SeededViews(test_set, augment, seed + 1),
+        settings=spec.eval,
+        seed=seed,
+        untrained=built.build_encoder if spec.eval.baselines else None,
+    )
+    return Parts(pretrain, views, built.model, built.encoder, built.objective, evaluation, shape)
+
+
+def _build_text(spec: Spec, pretrain_set: Any, options: dict[str, Any]) -> Parts:
+    """A text run: sentences for pretraining, an STS data set for evaluation, no augmentation
+    (SimCSE: the two views of a sentence are two dropout masks)."""
+    if spec.augment.name is not None or spec.augment.options:
+        raise SpecError(
+            f"[augment] data set {spec.dataset.name!r} is text, which has no augmentation "
+            "recipe (the two views are the same sentences, made different by the model's "
+            "dropout); remove the [augment] section"
+        )
+    test_set = _eval_set(spec, options, spec.dataset.eval_split)
+    if getattr(test_set, "task", None) != "sts":
+        raise SpecError(
+            f"[data] a text run is evaluated on an STS data set (sentence pairs with gold "
+            f"scores), but {spec.dataset.eval_name or spec.dataset.name!r} is not one; set "
+            "data.eval_name = 'stsb' and data.eval_root to the STS Benchmark folder"
+        )
+    built = _build_model(spec, None)
+    evaluation = TextEvaluation(
+        pairs=test_set,
+        batch_size=spec.eval.batch_size,
+        untrained=built.build_encoder if spec.eval.baselines else None,
+    )
+    return Parts(
+        pretrain_set, SentenceViews(), built.model, built.encoder, built.objective, evaluation, ()
+    )
