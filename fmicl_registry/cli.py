@@ -127,6 +127,47 @@ def add_plugin_commands(group: click.Group, pm: Any) -> None:
             owners[name] = f"plugin {plugin!r}"
 
 
+class ExpressionCommand(click.Command):
+    """A command whose one argument may be a generator expression that starts with ``-``.
+
+    ``fmicl divergences derive "-log(u)"`` would otherwise be read as the options ``-l``,
+    ``-o``, ``-g``: a token that starts with ``-`` but is not one of the command's options
+    (nor the value of one) is taken as the argument, as if it followed ``--``.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value: dict[str, bool] = {}
+        for param in self.get_params(ctx):
+            if isinstance(param, click.Option):
+                for opt in (*param.opts, *param.secondary_opts):
+                    takes_value[opt] = not (param.is_flag or param.count)
+        kept: list[str] = []
+        expressions: list[str] = []
+        tokens = iter(args)
+        for token in tokens:
+            if token == "--":
+                kept.extend(["--", *tokens])
+                break
+            name = token.split("=", 1)[0]
+            if name in takes_value:
+                kept.append(token)
+                value = next(tokens, None) if takes_value[name] and "=" not in token else None
+                kept.extend([] if value is None else [value])
+                continue
+            if token.startswith("-") and not token.startswith("--") and len(token) > 1:
+                expressions.append(token)
+            else:
+                kept.append(token)
+        if not expressions:
+            return super().parse_args(ctx, args)
+        if "--" in kept:
+            at = kept.index("--")
+            kept = [*kept[: at + 1], *expressions, *kept[at + 1 :]]
+        else:
+            kept = [*kept, "--", *expressions]
+        return super().parse_args(ctx, kept)
+
+
 # ------------------------------------------------------------------ parameters
 
 
@@ -230,14 +271,14 @@ def _describe(d: Divergence) -> dict[str, Any]:
     return data
 
 
-def _output(d: Divergence, as_json: bool) -> None:
+def _output(d: Divergence, as_json: bool, *, full: bool = False) -> None:
     if as_json:
         echo_json(_describe(d))
     else:
-        _print_divergence(d)
+        _print_divergence(d, full=full)
 
 
-def _print_divergence(d: Divergence) -> None:
+def _print_divergence(d: Divergence, *, full: bool = False) -> None:
     from rich.syntax import Syntax
     from rich.table import Table
     from rich.text import Text
@@ -291,6 +332,9 @@ def _print_divergence(d: Divergence) -> None:
             pieces.add_row(term if i == 0 else "", span, form, how, error)
     screen.print(pieces)
 
+    if not full:
+        screen.print(f"the compiled torch module ({d.source_code.count(chr(10))} lines): --full")
+        return
     screen.print(Text("Compiled torch module", style="bold"))
     if screen.is_terminal:
         screen.print(Syntax(d.source_code, "python", line_numbers=False))
@@ -488,36 +532,53 @@ def _derive_row(row: dict[str, Any], failed: list[str]) -> None:
         )
 
 
+_full_option = click.option(
+    "--full",
+    is_flag=True,
+    help="Also print the compiled torch module (every stable form's code).",
+)
+
+
 @divergences.command()
 @click.argument("name")
 @_param_option
+@_full_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def show(name: str, params: dict[str, Number], as_json: bool) -> None:
-    """Show every derived form of the registered divergence NAME and its compiled code."""
+def show(name: str, params: dict[str, Number], full: bool, as_json: bool) -> None:
+    """Summarise the registered divergence NAME: its derived forms, the stable pieces the loss
+    uses and their float32 error (--full: and the compiled torch module)."""
     from .components import get_divergence
 
-    _output(get_divergence(name, **params), as_json)
+    _output(get_divergence(name, **params), as_json, full=full)
 
 
-@divergences.command()
+@divergences.command(cls=ExpressionCommand)
 @click.argument("expr", metavar="EXPR")
 @_param_option
 @click.option("--normalize", is_flag=True, help="Subtract f(1) instead of refusing f(1) != 0.")
 @click.option("--name", default=None, help="A label for the divergence (default: EXPR).")
+@_full_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def derive(
-    expr: str, params: dict[str, Number], normalize: bool, name: str | None, as_json: bool
+    expr: str,
+    params: dict[str, Number],
+    normalize: bool,
+    name: str | None,
+    full: bool,
+    as_json: bool,
 ) -> None:
-    """Derive an ad-hoc divergence from its generator f(u), e.g. "(u-1)**2/(u+1)".
+    """Derive an ad-hoc divergence from its generator f(u), e.g. "(u-1)**2/(u+1)" or
+    "-log(u)" (an EXPR may start with a minus sign).
 
     The text is parsed safely, never evaluated.
     """
     from .divergence import define_divergence
 
-    _output(define_divergence(expr, name=name, params=params, normalize=normalize), as_json)
+    divergence = define_divergence(expr, name=name, params=params, normalize=normalize)
+    _output(divergence, as_json, full=full)
 
 
-@cli.command()
+@cli.command(cls=ExpressionCommand)
 @click.argument("target", metavar='NAME-or-"EXPR"')
 @_param_option
 @click.option("--normalize", is_flag=True, help="For an EXPR: subtract f(1).")

@@ -194,8 +194,22 @@ def test_show_js() -> None:
     assert "(-oo, log(2))" in out
     assert "closed form" in out
     assert "log(2*u/(u + 1))" in out  # f'
-    assert "def positive_term(log_r):" in out  # the compiled code, plain when piped
+    assert "log1p(expm1(log_r)/2)" in out  # the stable piece the loss uses
     assert "\x1b[" not in out  # no colour codes outside a terminal
+    # a summary that fits a screen; the compiled module is behind --full
+    assert "def positive_term(log_r):" not in out
+    assert "--full" in out
+    assert len(out.splitlines()) <= 40
+
+
+@pytest.mark.parametrize("command", [("divergences", "show", "js"), ("divergences", "derive")])
+def test_full_adds_the_compiled_module(command: tuple[str, ...]) -> None:
+    args = [*command] if command[-1] == "js" else [*command, "u*log(u) - (u+1)*log((u+1)/2)"]
+    summary = run(*args).stdout
+    full = run(*args, "--full")
+    assert full.exit_code == 0, full.output
+    assert "def positive_term(log_r):" in full.stdout  # the compiled code, plain when piped
+    assert full.stdout.startswith(summary.rsplit("the compiled torch module", 1)[0])
 
 
 def test_show_js_json() -> None:
@@ -306,6 +320,39 @@ def test_derive_table_with_name_and_normalize() -> None:
     assert "sq" in result.stdout
     assert "u**2 - 1" in result.stdout
     assert "subtracted f(1) = 1" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "generator"),
+    [
+        (["-log(u)"], "-log(u)"),  # reverse KL's generator, Amari alpha = -1
+        (["-sqrt(u)", "--normalize"], "1 - sqrt(u)"),  # squared Hellinger up to a factor
+        (["--normalize", "-sqrt(u)"], "1 - sqrt(u)"),
+        (["-p", "a=2", "-(u**a - 1)/(a*(1 - a))"], "u**2/2 - 1/2"),  # Amari alpha = 2
+        (["--name", "-x", "-log(u)"], "-log(u)"),  # an option's value is not the EXPR
+        (["--", "-log(u)"], "-log(u)"),  # the usual escape still works
+        (["-u*log(u) + u - 1 + 2*u*log(u)"], "u*log(u) + u - 1"),
+    ],
+)
+def test_expression_may_start_with_minus(args: list[str], generator: str) -> None:
+    result = run("divergences", "derive", "--json", *args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    u = sp.Symbol("u", positive=True)
+    expected = sp.sympify(generator, locals={"u": u})
+    assert sp.simplify(sp.sympify(data["generator"], locals={"u": u}) - expected) == 0
+
+
+def test_check_takes_an_expression_starting_with_minus() -> None:
+    result = run("check", "-log(u)", "--max-examples", "5")
+    assert result.exit_code == 0, result.output
+    assert "checking -log(u)" in result.stdout
+
+
+def test_unknown_long_option_is_still_an_unknown_option() -> None:
+    result = run("divergences", "derive", "--nromalize", "-log(u)")
+    assert result.exit_code == 2
+    assert "No such option '--nromalize'" in result.output
 
 
 def test_derive_with_param() -> None:
