@@ -638,7 +638,9 @@ _set_option = click.option(
     "overrides",
     multiple=True,
     metavar="SECTION.KEY=VALUE",
-    help="Override a spec value (repeatable), e.g. --set train.epochs=5.",
+    help="Override a spec value (repeatable), e.g. --set train.epochs=5. The value is TOML "
+    "(a bare word is a string); nested options are an inline table "
+    "(--set 'objective.similarity_options={scale=0.5}'); null removes the key.",
 )
 _out_option = click.option(
     "--out",

@@ -156,6 +156,17 @@ def _toml_value(value: Any) -> str:
     raise SpecError(f"cannot write {value!r} to TOML")
 
 
+class _Removed:
+    """The value of ``--set section.key=null``: the key goes back to its default."""
+
+    def __repr__(self) -> str:
+        return "null"
+
+
+#: ``--set section.key=null``: remove the key (a typed key gets its default back).
+REMOVED: Any = _Removed()
+
+
 def _merge(data: dict[str, dict[str, Any]], raw: dict[str, Any], where: str) -> None:
     for section, values in raw.items():
         if not isinstance(values, dict):
@@ -163,19 +174,52 @@ def _merge(data: dict[str, dict[str, Any]], raw: dict[str, Any], where: str) -> 
                 f"{where}: {section!r} must be a [section] table, got {typename(values)}"
             )
         for key, value in values.items():
+            if value is REMOVED:
+                _remove(data, section, key, where)
+                continue
             data.setdefault(section, {})[key] = check(section, key, value, where)
         if section in COMPONENTS and "name" in values:
             # a new component name drops the options of the previous one
             data[section] = {k: v for k, v in data[section].items() if k in values}
 
 
+def _remove(data: dict[str, dict[str, Any]], section: str, key: str, where: str) -> None:
+    """``section.key=null``: a typed key back to its default, a component's option (or data
+    set option) removed so that the factory's default applies, a component's name unset."""
+    if section in SCHEMA and key in SCHEMA[section]:
+        data[section][key] = SCHEMA[section][key][1]
+    elif section in COMPONENTS or section == "data":
+        if key == "name" and section in COMPONENTS:
+            data[section] = {"name": defaults()[section]["name"]}  # its options go with it
+        else:
+            data.setdefault(section, {}).pop(key, None)
+    else:
+        check(section, key, None, where)  # the unknown-section / unknown-key error
+
+
 def parse_override(text: str) -> tuple[str, str, Any]:
-    """``"train.epochs=5"`` -> ``("train", "epochs", 5)``; the value is read as TOML, and as a
-    plain string when it is not valid TOML (``--set objective.divergence=js``)."""
+    """``"train.epochs=5"`` -> ``("train", "epochs", 5)``.
+
+    The value is read as TOML, and as a plain string when it is not valid TOML (``--set
+    objective.divergence=js``); a table sets nested options (``--set
+    'objective.similarity_options={scale=0.5}'``); ``null`` removes the key (``--set
+    objective.gamma=null``: the factory's default applies; a typed key gets its default).
+
+    Example:
+        >>> from fmicl_registry.training.spec import parse_override
+        >>> parse_override("train.lr=0.05"), parse_override("objective.divergence=kl")
+        (('train', 'lr', 0.05), ('objective', 'divergence', 'kl'))
+        >>> parse_override("objective.similarity_options={scale = 0.5}")
+        ('objective', 'similarity_options', {'scale': 0.5})
+        >>> parse_override("objective.gamma=null")
+        ('objective', 'gamma', null)
+    """
     target, sep, raw = text.partition("=")
     section, dot, key = target.strip().partition(".")
     if not sep or not dot or not section or not key or "." in key:
         raise SpecError(f"--set {text!r}: expected section.key=value, e.g. --set train.epochs=5")
+    if raw.strip() == "null":
+        return section, key, REMOVED
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:

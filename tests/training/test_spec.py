@@ -156,3 +156,51 @@ def test_sweep_baselines_take_options_and_wrong_ones_fail_before_training() -> N
         sweep_specs(None, [], divergences=[], baselines=["infonce:temp=0.05"], seeds=1)
     with pytest.raises(SpecError, match="must be key=value"):
         sweep_specs(None, [], divergences=[], baselines=["infonce:temperature"], seeds=1)
+
+
+def test_null_removes_an_option_so_the_factorys_default_applies() -> None:
+    """The default spec uses the f-Gaussian similarity with gamma = 1; switching to cosine
+    needs gamma gone (cosine takes no gamma), which only ``null`` can do from the shell."""
+    import fmicl_registry as fm
+
+    overrides = ["objective.divergence=kl", "objective.similarity=cosine", "objective.gamma=null"]
+    spec = load_spec(None, overrides)
+    assert spec.objective.options == {"divergence": "kl", "alpha": 40.0, "similarity": "cosine"}
+    objective = fm.build("objectives", spec.objective.name, **spec.objective.options)
+    assert type(objective.similarity).__name__ == "Cosine"
+    with pytest.raises(fm.FmiclError, match="gamma"):  # why null is needed
+        fm.build("objectives", "fmicl", divergence="kl", similarity="cosine", gamma=1.0)
+
+
+def test_null_resets_typed_keys_and_unsets_component_names() -> None:
+    spec = load_spec(None, ["train.lr=null", "data.root=null", "backbone.name=null"])
+    assert spec.train.lr == SCHEMA["train"]["lr"][1] == 0.1  # the schema's default, not digits'
+    assert spec.dataset.root is None
+    assert spec.backbone == load_spec(None, ["backbone.name=null"]).backbone
+    assert spec.backbone.name is None  # the architecture's default backbone
+    # an absent key is fine to remove; a data set option too
+    assert load_spec(None, ["objective.temperature=null"]).objective.options == {
+        "divergence": "js",
+        "alpha": 40.0,
+        "gamma": 1.0,
+    }
+    assert load_spec(None, ["data.image_size=8", "data.image_size=null"]).dataset_options() == {}
+    # the quoted string is a string
+    assert load_spec(None, ['run.name="null"']).run.name == "null"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trian.lr=null", r"unknown section \[trian\] \(did you mean \[train\]\?\)"),
+        ("train.lrr=null", r"unknown key train.lrr \(did you mean train.lr\?\)"),
+    ],
+)
+def test_null_on_an_unknown_key_is_the_usual_error(override: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        load_spec(None, [override])
+
+
+def test_nested_options_are_toml_inline_tables() -> None:
+    spec = load_spec(None, ["objective.similarity_options={scale = 0.5}"])
+    assert spec.objective.options["similarity_options"] == {"scale": 0.5}
