@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -688,6 +689,42 @@ def train(spec: str | None, overrides: tuple[str, ...], out: str, resume: str | 
         run_training(None, out, resume=resume, overrides=list(overrides), log=_log)
     else:
         run_training(load_spec(spec, list(overrides)), out, log=_log)
+
+
+@cli.command("specs")
+@click.argument("name", required=False)
+def specs_command(name: str | None) -> None:
+    """List the experiment specs that ship with fmicl, or print the spec NAME (a starting
+    point for your own: fmicl specs NAME > my_run.toml). Each runs by name: fmicl train NAME."""
+    from .training.spec import bundled_specs, spec_path
+
+    if name is not None:
+        path = spec_path(name)
+        if path not in bundled_specs().values():
+            raise CommandError(f"{name!r} is a file, not a bundled spec; read it directly")
+        click.echo(path.read_text(encoding="utf-8"), nl=False)
+        return
+    from rich.table import Table
+
+    table = Table("name", "what it runs", box=None)
+    for spec_name, path in bundled_specs().items():
+        table.add_row(spec_name, _first_sentence(path))
+    console().print(table)
+
+
+def _first_sentence(path: Path) -> str:
+    """The first sentence of a spec's leading comment."""
+    words: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        words.append(line.lstrip("#").strip())
+    text = " ".join(words)
+    end = text.find(": ")
+    first = text[:end] if end > 0 else text.split(". ")[0]
+    if first.count("(") > first.count(")"):  # cut inside a parenthesis: drop it
+        first = first[: first.rfind("(")].rstrip(" ,")
+    return first
 
 
 @cli.command("eval")

@@ -261,7 +261,8 @@ def check(section: str, key: str, value: Any, where: str) -> Any:
     ok = isinstance(value, _TYPES[expected]) and not (expected != _BOOL and isinstance(value, bool))
     if not ok:
         raise SpecError(
-            f"{where}: {section}.{key} must be a {expected}, got {typename(value)} {value!r}"
+            f"{where}: {section}.{key} must be {'an' if expected[0] in 'aeiou' else 'a'} "
+            f"{expected}, got {typename(value)} {value!r}"
         )
     value = float(value) if expected == _FLOAT else value
     for rule in RULES[section].get(key, ()):

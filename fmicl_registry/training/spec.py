@@ -25,6 +25,7 @@ Then ``fmicl train my_run.toml --set objective.divergence=kl --set train.batch_s
 from __future__ import annotations
 
 import copy
+import difflib
 import tomllib
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -229,11 +230,48 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 def default_spec_path() -> Path:
     """The embedded default: the digits experiment shipped in ``specs/experiments``."""
-    return Path(str(resources.files("fmicl_registry.specs") / "experiments" / "digits.toml"))
+    return bundled_specs()["digits"]
+
+
+def bundled_specs() -> dict[str, Path]:
+    """The experiment specs that ship with the package, by name (``cifar10_simclr_resnet18``):
+    ``fmicl train NAME`` runs one, ``fmicl specs NAME`` prints it.
+
+    Example:
+        >>> from fmicl_registry.training.spec import bundled_specs
+        >>> "digits" in bundled_specs(), bundled_specs()["digits"].name
+        (True, 'digits.toml')
+    """
+    folder = resources.files("fmicl_registry.specs") / "experiments"
+    found = {
+        entry.name.removesuffix(".toml"): Path(str(entry))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".toml")
+    }
+    return dict(sorted(found.items()))
+
+
+def spec_path(spec: str | Path) -> Path:
+    """The file of ``spec``: an existing file, else the name of a bundled spec
+    (:func:`bundled_specs`; ``digits`` or ``digits.toml``, when no such file exists)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    bundled = bundled_specs()
+    name = path.name.removesuffix(".toml")
+    if str(spec) in (name, f"{name}.toml") and name in bundled:  # a bare name, not a path
+        return bundled[name]
+    hint = difflib.get_close_matches(name, bundled, n=1)
+    what = "is a folder" if path.is_dir() else "does not exist"
+    raise SpecError(
+        f"spec {str(spec)!r} {what}: give the path of a TOML file, or the name of a bundled "
+        f"spec ({', '.join(bundled)})" + (f"; did you mean {hint[0]!r}?" if hint else "")
+    )
 
 
 def load_spec(path: str | Path | None = None, overrides: list[str] | None = None) -> Spec:
-    """Read and check a spec (``None``: the digits default), then apply ``overrides``.
+    """Read and check a spec (a TOML file, the name of a bundled spec, or ``None``: the digits
+    default), then apply ``overrides``.
 
     Example:
         >>> from fmicl_registry.training import load_spec
@@ -241,7 +279,7 @@ def load_spec(path: str | Path | None = None, overrides: list[str] | None = None
         >>> spec.train.epochs, spec.objective.name, spec.objective.options
         (3, 'fmicl', {'divergence': 'kl', 'alpha': 40.0, 'gamma': 1.0})
     """
-    source = default_spec_path() if path is None else Path(path)
+    source = default_spec_path() if path is None else spec_path(path)
     raw = read_toml(source, "spec", SpecError)
     data = defaults()
     _merge(data, raw, str(source))

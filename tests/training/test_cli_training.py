@@ -42,7 +42,7 @@ def test_a_bad_spec_exits_2_naming_file_key_and_type(tmp_path: Path) -> None:
         timeout=300,
     )
     assert process.returncode == 2
-    assert f"{spec}: train.epochs must be a integer, got number 2.5" in process.stderr
+    assert f"{spec}: train.epochs must be an integer, got number 2.5" in process.stderr
     assert "Traceback" not in process.stderr
     assert not (tmp_path / "run").exists()
 
@@ -84,3 +84,18 @@ def test_sweep_writes_the_comparison_table_csv_and_chart(tmp_path: Path) -> None
 def test_bench_lists_the_mi_benchmark() -> None:
     result = CliRunner().invoke(cli, ["bench", "--help"])
     assert result.exit_code == 0 and "mi" in result.output
+
+
+def test_specs_lists_the_bundled_specs_and_prints_one(tmp_path: Path) -> None:
+    listed = CliRunner().invoke(cli, ["specs"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    assert "cifar10_simclr_resnet18" in listed.output and "CIFAR-10, SimCLR" in listed.output
+    printed = CliRunner().invoke(cli, ["specs", "digits"])
+    assert printed.exit_code == 0, printed.output
+    copy = tmp_path / "mine.toml"
+    copy.write_text(printed.output)
+    from fmicl_registry.training import load_spec
+
+    assert load_spec(copy).data == load_spec().data  # a starting point that is the default
+    unknown = CliRunner().invoke(cli, ["specs", "digit"])
+    assert unknown.exit_code == 2 and "did you mean 'digits'" in unknown.output

@@ -91,7 +91,7 @@ def test_unknown_key_names_file_key_and_suggests(tmp_path: Path) -> None:
 def test_wrong_type_names_the_expected_type(tmp_path: Path) -> None:
     path = tmp_path / "run.toml"
     path.write_text('[train]\nepochs = "ten"\n')
-    with pytest.raises(SpecError, match=r"train\.epochs must be a integer, got string 'ten'"):
+    with pytest.raises(SpecError, match=r"train\.epochs must be an integer, got string 'ten'"):
         load_spec(path)
     with pytest.raises(SpecError, match=r"--set train.lr=true: train.lr must be a number"):
         load_spec(None, ["train.lr=true"])
@@ -107,7 +107,9 @@ def test_unknown_section_and_bad_override_and_bad_toml(tmp_path: Path) -> None:
     path.write_text("[train\n")
     with pytest.raises(SpecError, match="not valid TOML"):
         load_spec(path)
-    with pytest.raises(SpecError, match="cannot read spec"):
+    with pytest.raises(
+        SpecError, match=r"missing\.toml.* does not exist: give the path of a TOML file"
+    ):
         load_spec(tmp_path / "missing.toml")
 
 
@@ -204,3 +206,46 @@ def test_null_on_an_unknown_key_is_the_usual_error(override: str, message: str) 
 def test_nested_options_are_toml_inline_tables() -> None:
     spec = load_spec(None, ["objective.similarity_options={scale = 0.5}"])
     assert spec.objective.options["similarity_options"] == {"scale": 0.5}
+
+
+def test_a_bundled_spec_runs_by_name_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After ``pip install`` there is no ``specs/experiments/`` beside the user: the names of
+    the bundled specs work from any folder, and a local file of that name comes first."""
+    from fmicl_registry.training.spec import bundled_specs
+
+    repository_file = Path(__file__).parents[2] / "specs" / "experiments"
+    monkeypatch.chdir(tmp_path)
+    names = set(bundled_specs())
+    assert names == {p.stem for p in repository_file.glob("*.toml")}
+    for name in names:
+        by_name = load_spec(name)
+        assert by_name.data == load_spec(repository_file / f"{name}.toml").data
+        assert load_spec(f"{name}.toml").data == by_name.data
+    assert load_spec("cifar10_simclr_resnet18").dataset.name == "cifar10"
+    (tmp_path / "digits.toml").write_text('[run]\nname = "mine"\n')
+    assert load_spec("digits.toml").run.name == "mine"  # an existing file is always the file
+    assert load_spec("digits").run.name == "digits"  # a bare name is the bundled spec
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("cifar10_simclr_resnet", r"'cifar10_simclr_resnet' does not exist.*did you mean "),
+        ("specs/experiments/nope.toml", r"does not exist: give the path of a TOML file, or the "),
+        ("elsewhere/digits.toml", r"'elsewhere/digits.toml' does not exist"),  # a path, not a name
+    ],
+)
+def test_an_unknown_spec_name_lists_the_bundled_ones(
+    given: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecError, match=message) as error:
+        load_spec(given)
+    assert "cifar10_simclr_resnet18, digits" in str(error.value)
+
+
+def test_a_folder_is_not_a_spec(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="is a folder"):
+        load_spec(tmp_path)
