@@ -666,8 +666,28 @@ def _split(values: str) -> list[str]:
     help="Continue the run in this folder from its last checkpoint "
     "(--set train.epochs=N extends a finished run).",
 )
-def train(spec: str | None, overrides: tuple[str, ...], out: str, resume: str | None) -> None:
-    """Pretrain an encoder as SPEC.toml says (default: the digits spec), then evaluate it.
+@click.option(
+    "--print-spec",
+    is_flag=True,
+    help="Print the resolved spec (every default filled in, as spec.toml would record it) "
+    "and exit; nothing is trained or written.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Build the data and the model, print what the run would be and its resolved spec, "
+    "and exit; nothing is trained or written.",
+)
+def train(
+    spec: str | None,
+    overrides: tuple[str, ...],
+    out: str,
+    resume: str | None,
+    print_spec: bool,
+    dry_run: bool,
+) -> None:
+    """Pretrain an encoder as SPEC says (a TOML file or a bundled spec's name, see fmicl
+    specs; default: the digits spec), then evaluate it.
 
     Writes a run folder: spec.toml, metrics.jsonl, checkpoints/, report.json, report.md and
     PNG plots. Under torchrun, every process trains on its share of each batch.
@@ -685,7 +705,19 @@ def train(spec: str | None, overrides: tuple[str, ...], out: str, resume: str | 
             "--resume continues with the run's own spec.toml; drop SPEC (--set may change "
             "what a resume allows, e.g. --set train.epochs=N to train a finished run longer)"
         )
-    if resume:
+    if (print_spec or dry_run) and resume:
+        raise click.UsageError(
+            "--print-spec and --dry-run describe a new run; a run folder's spec is its spec.toml"
+        )
+    if print_spec or dry_run:
+        from .training.dry_run import dry_run as plan_run
+
+        plan = plan_run(load_spec(spec, list(overrides)))
+        if dry_run:
+            click.echo("".join(f"# {line}\n" for line in plan.summary()), nl=False)
+            click.echo("# a dry run: nothing was trained or written")
+        click.echo(plan.spec.to_toml(), nl=False)
+    elif resume:
         run_training(None, out, resume=resume, overrides=list(overrides), log=_log)
     else:
         run_training(load_spec(spec, list(overrides)), out, log=_log)

@@ -21,6 +21,7 @@ from ..errors import FmiclError, SpecError
 from .evaluate import Evaluation
 from .evaluate_images import ImageEvaluation
 from .evaluate_text import TextEvaluation
+from .resolve import resolve
 from .spec import Spec
 from .views import BatchViews, PairedViews, SeededViews, SentenceViews, Views
 
@@ -45,6 +46,9 @@ class Parts:
     evaluation: Evaluation
     #: The shape of one input image; ``()`` for text.
     input_shape: tuple[int, ...]
+    #: The spec with every default it was built with filled in (:mod:`.resolve`): what the
+    #: run folder's ``spec.toml`` records and ``fmicl train --print-spec`` shows.
+    spec: Spec | None = None
 
 
 def build(spec: Spec, *, device: torch.device = CPU, rank: int = 0) -> Parts:
@@ -53,9 +57,27 @@ def build(spec: Spec, *, device: torch.device = CPU, rank: int = 0) -> Parts:
     data = spec.dataset
     options = {"root": data.root, "download": data.download, **spec.dataset_options()}
     pretrain_set = _build("datasets", data.name, {}, "data", split="pretrain", **options)
+    recipe: str | None = None
     if getattr(pretrain_set, "modality", "image") == "text":
-        return _build_text(spec, pretrain_set, options)
-    return _build_images(spec, pretrain_set, options, device, rank)
+        parts = _build_text(spec, pretrain_set, options)
+    else:
+        parts = _build_images(spec, pretrain_set, options, device, rank)
+        recipe = spec.augment.name or pretrain_set.default_recipe
+    parts.spec = resolve(spec, backbone=_backbone_name(spec), recipe=recipe)
+    return parts
+
+
+def _backbone_name(spec: Spec) -> str:
+    """``backbone.name``, else the architecture's default backbone."""
+    from ..architectures import default_backbone
+
+    if spec.backbone.name is not None:
+        return spec.backbone.name
+    assert spec.architecture.name is not None  # the schema's default
+    try:
+        return default_backbone(spec.architecture.name)
+    except FmiclError as err:
+        raise SpecError(f"[architecture] {err} (set backbone.name)") from None
 
 
 def _build(kind: str, name: str, options: dict[str, Any], section: str, **fixed: Any) -> Any:
@@ -93,16 +115,9 @@ class _Model:
 def _build_model(spec: Spec, input_shape: tuple[int, ...] | None) -> _Model:
     """The architecture with its backbone and objective. ``input_shape`` goes to image
     backbones; text backbones get none."""
-    from ..architectures import default_backbone
-
     architecture, backbone = spec.architecture, spec.backbone
     assert architecture.name is not None and spec.objective.name is not None
-    backbone_name = backbone.name
-    if backbone_name is None:
-        try:
-            backbone_name = default_backbone(architecture.name)
-        except FmiclError as err:
-            raise SpecError(f"[architecture] {err} (set backbone.name)") from None
+    backbone_name = _backbone_name(spec)
     shape = {} if input_shape is None else {"input_shape": input_shape}
 
     def build_encoder() -> nn.Module:

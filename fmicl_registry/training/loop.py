@@ -91,6 +91,8 @@ def train(
         rank=rank,
         world_size=world,
     )
+    if opened is None:  # a new run records every default it uses (a resumed one, its own)
+        spec = parts.spec or spec
     folder = opened.folder if opened is not None else RunFolder.create(Path(out), spec)
 
     model = parts.model.to(device)

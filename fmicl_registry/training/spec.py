@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import difflib
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -82,6 +82,8 @@ class Spec:
 
     data: dict[str, dict[str, Any]]
     source: str = "<default>"
+    #: Comment lines per section, written by :meth:`to_toml` (the resolved spec's unset keys).
+    comments: dict[str, str] = field(default_factory=dict)
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.data[section]
@@ -137,6 +139,8 @@ class Spec:
         lines: list[str] = [f"# resolved from {self.source}"]
         for section, values in self.data.items():
             lines.append(f"\n[{section}]")
+            if section in self.comments:
+                lines.extend(f"# {line}" for line in self.comments[section].splitlines())
             for key, value in values.items():
                 if value is not None:
                     lines.append(f"{key} = {_toml_value(value)}")

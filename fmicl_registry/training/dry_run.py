@@ -1,0 +1,87 @@
+"""A dry run: build everything a spec describes, train nothing, write nothing.
+
+``fmicl train --dry-run`` (and ``--print-spec``) read the data, build the model and check the
+batches as :func:`~fmicl_registry.training.train` would, then say what the run would be: the
+resolved spec with every default filled in (:mod:`.resolve`), the data's size, the steps, the
+model's size and the device. A spec that cannot run fails here with the error ``train`` gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sized
+from dataclasses import dataclass
+from typing import cast
+
+import torch
+
+from .batches import EpochBatches
+from .build import build
+from .device import resolve_device
+from .optim import Schedule
+from .spec import Spec
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What a run of a spec would be (:func:`dry_run`)."""
+
+    #: The spec with every default filled in: what the run folder's ``spec.toml`` would hold.
+    spec: Spec
+    device: str
+    #: Items in the pretraining data set.
+    pretrain_size: int
+    input_shape: tuple[int, ...]
+    steps_per_epoch: int
+    total_steps: int
+    #: Trainable parameters of the whole model (encoder, heads), and of the encoder alone.
+    parameters: int
+    encoder_parameters: int
+
+    def summary(self) -> list[str]:
+        """The plan in a few lines."""
+        cfg = self.spec.train
+        shape = "x".join(map(str, self.input_shape)) or "text"
+        return [
+            f"data: {self.spec.dataset.name}, {self.pretrain_size} items ({shape}) for pretraining",
+            f"steps: {self.steps_per_epoch} per epoch x {cfg.epochs} epochs = {self.total_steps}"
+            f" (batch {cfg.batch_size})"
+            + (f", stopped at train.max_steps = {cfg.max_steps}" if cfg.max_steps else ""),
+            f"model: {self.parameters:,} trainable parameters "
+            f"(encoder {self.encoder_parameters:,})",
+            f"device: {self.device}",
+        ]
+
+
+def dry_run(spec: Spec) -> DryRun:
+    """Build the run ``spec`` describes on its device and say what it would do.
+
+    Example:
+        >>> from fmicl_registry.training import load_spec
+        >>> from fmicl_registry.training.dry_run import dry_run
+        >>> plan = dry_run(load_spec(None, ["train.epochs=3", "train.warmup_epochs=0"]))
+        >>> plan.pretrain_size, plan.steps_per_epoch, plan.total_steps
+        (1437, 5, 15)
+        >>> plan.spec["backbone"]["name"], plan.spec["augment"]["degrees"]
+        ('small_cnn', 20.0)
+    """
+    device = resolve_device(spec.run.device)
+    torch.manual_seed(spec.run.seed)
+    parts = build(spec, device=device)
+    size = len(cast(Sized, parts.pretrain))
+    cfg = spec.train
+    EpochBatches(size, batch_size=cfg.batch_size, seed=spec.run.seed)  # the batches' checks
+    schedule = Schedule.of(cfg, steps_per_epoch=size // cfg.batch_size)
+    return DryRun(
+        spec=parts.spec or spec,
+        device=str(device),
+        pretrain_size=size,
+        input_shape=parts.input_shape,
+        steps_per_epoch=schedule.steps_per_epoch,
+        total_steps=schedule.total_steps,
+        parameters=_count(parts.model),
+        encoder_parameters=_count(parts.encoder),
+    )
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
