@@ -8,8 +8,8 @@ Shared by the folder-backed data sets (``images``, ``imagefolder``).
   once.
 - :func:`check_image` is the cheap check made while scanning: PIL opens the file and reads
   its header only (no pixel decoding). Zero-byte files, random bytes with an image name,
-  unsupported modes and decompression bombs fail it; a truncated file usually passes and
-  fails only when decoded.
+  unsupported modes and decompression bombs (more than twice PIL's ``MAX_IMAGE_PIXELS``)
+  fail it; a truncated file usually passes and fails only when decoded.
 - :class:`FolderImages` reads one image per item and converts it with :func:`to_rgb`, then
   resizes and center-crops it. With ``replace_unreadable`` an image that fails to decode is
   replaced by the next readable one (deterministic) and recorded in a shared-memory flag per
@@ -103,17 +103,13 @@ def check_image(path: str | os.PathLike[str]) -> str | None:
         >>> check_image(bad)
         'empty file'
     """
-    import warnings
-
     from PIL import Image
 
     try:
         if os.path.getsize(path) == 0:
             return "empty file"
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                mode, (width, height) = image.mode, image.size
+        with Image.open(path) as image:
+            mode, (width, height) = image.mode, image.size
     except Exception as err:  # PIL raises many types for a bad file; each is a reason
         return f"{type(err).__name__}: {err}"
     if mode not in SUPPORTED_MODES:

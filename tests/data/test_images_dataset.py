@@ -200,3 +200,15 @@ def test_registered_and_files_of_every_data_set(tmp_path: Path) -> None:
     assert folder.subset([1]).files == ["train/dog/x/dog.png"]
     assert all((folder.root / f).is_file() for f in folder.files)
     assert digits().files is None  # held in memory
+
+
+def test_a_decompression_bomb_is_skipped_not_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PIL refuses images over twice MAX_IMAGE_PIXELS at open; lowered here to 1000 pixels."""
+    _png(tmp_path / "small.png", _noise(10, 10, 0))
+    _png(tmp_path / "huge.png", _noise(100, 100, 1))  # 10000 pixels > 2 * 1000
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.warns(UserWarning, match=r"huge\.png \(DecompressionBombError"):
+        ds = images(tmp_path, image_size=4)
+    assert ds.files == ["small.png"] and ds.unreadable_files() == ["huge.png"]
