@@ -61,7 +61,10 @@ def _fingerprint(root: Path, files: list[str]) -> str:
 def scan(root: Path, *, check: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
     """``(readable, skipped)``: the image files under ``root`` (relative, sorted) whose header
     reads, and ``(file, reason)`` of those that do not. Warns once per new scan that skipped
-    files; an unchanged folder is not checked again in this process."""
+    files (in process 0 of a multi-process run); an unchanged folder is not checked again in
+    this process."""
+    from .. import distributed
+
     files = find_images(root)
     if not check:
         return files, []
@@ -73,7 +76,7 @@ def scan(root: Path, *, check: bool = True) -> tuple[list[str], list[tuple[str, 
         if len(_checked) >= 16:
             _checked.pop(next(iter(_checked)))
         _checked[key] = skipped
-        if skipped:
+        if skipped and distributed.rank() == 0:  # one warning, not one per process
             shown = "; ".join(f"{f} ({why})" for f, why in skipped[:3])
             more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
             warnings.warn(
