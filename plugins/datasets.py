@@ -10,9 +10,18 @@ from fmicl_registry.hookspecs import hookimpl
 
 @hookimpl
 def register_datasets(register: Any) -> None:
-    """``digits``, ``cifar10``, ``cifar100``, ``stl10``, ``imagefolder`` and the text sets
-    ``textlines`` and ``stsb``."""
-    from fmicl_registry.data import cifar10, cifar100, digits, imagefolder, stl10, stsb, textlines
+    """``digits``, ``cifar10``, ``cifar100``, ``stl10``, ``imagefolder``, ``images`` (your own
+    folder of images) and the text sets ``textlines`` and ``stsb``."""
+    from fmicl_registry.data import (
+        cifar10,
+        cifar100,
+        digits,
+        imagefolder,
+        images,
+        stl10,
+        stsb,
+        textlines,
+    )
 
     register(
         name="digits",
@@ -41,6 +50,13 @@ def register_datasets(register: Any) -> None:
         factory=imagefolder,
         description="class folders train/ and val/ (TinyImageNet, ImageNet), resized and "
         "center-cropped to image_size (root, image_size)",
+    )
+    register(
+        name="images",
+        factory=images,
+        description="any folder of image files, searched recursively, unlabelled (for "
+        "pretraining); unreadable files skipped; test = at most test_size of them (root, "
+        "image_size, test_size)",
     )
     register(
         name="textlines",

@@ -14,7 +14,8 @@ and ``label`` an ``int`` (``-1`` when unlabeled)::
     x = eval_transform(test)(test[0][0])                 # normalised float32 (3, 32, 32)
 
 Data sets: ``digits`` (scikit-learn's 8x8 digits), ``cifar10``, ``cifar100``, ``stl10``
-(``pretrain`` = train + unlabeled) and ``imagefolder`` (TinyImageNet, ImageNet); and text:
+(``pretrain`` = train + unlabeled), ``imagefolder`` (TinyImageNet, ImageNet) and ``images``
+(any folder of your own images, unlabelled; ``dataset.files`` names each); and text:
 ``textlines`` (one sentence per line, :class:`TextLines`) and ``stsb`` (the STS Benchmark,
 :class:`SentencePairs`), which declare ``modality = "text"``. Files live
 under ``root`` (default :func:`default_root`: ``$FMICL_DATA_DIR`` or
@@ -40,6 +41,7 @@ from .base import SPLITS, DatasetError, ImageDataset, default_root
 from .cifar import cifar10, cifar100
 from .digits import digits
 from .imagefolder import imagefolder
+from .images import images
 from .stl10 import stl10
 from .text import SentencePairs, TextLines, stsb, textlines
 from .views import Transformed, TwoViews
@@ -61,6 +63,7 @@ __all__ = [
     "get_augmentation",
     "get_batch_augmentation",
     "imagefolder",
+    "images",
     "list_recipes",
     "stl10",
     "stsb",

@@ -104,6 +104,11 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
         default_recipe: the augmentation recipe that suits it (``get_augmentation``).
         classes: the class names, when the data set has them.
         labels: the labels as an ``int64`` tensor ``(N,)``.
+        root: the folder the data was read from, when there is one.
+        files: for a data set read from image files, each image's path relative to ``root``
+            (``/`` separators), in item order; None for data held in memory.
+        skipped_files: image files under ``root`` left out because they could not be read
+            (see :meth:`unreadable_files`).
 
     Example:
         >>> import torch
@@ -131,10 +136,14 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
         split: str = "train",
         classes: Sequence[str] | None = None,
         root: Path | None = None,
+        files: Sequence[str] | None = None,
+        skipped_files: Sequence[str] = (),
     ) -> None:
         labels = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
         if len(images) != len(labels):
             raise DatasetError(f"data set {name!r}: {len(images)} images but {len(labels)} labels")
+        if files is not None and len(files) != len(labels):
+            raise DatasetError(f"data set {name!r}: {len(labels)} images but {len(files)} files")
         if isinstance(images, torch.Tensor):
             if images.dtype != torch.uint8 or images.ndim != 4:
                 raise DatasetError(
@@ -170,6 +179,8 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
         self.default_recipe = default_recipe
         self.classes: list[str] | None = None if classes is None else list(classes)
         self.root = root
+        self.files: list[str] | None = None if files is None else list(files)
+        self.skipped_files: list[str] = list(skipped_files)
 
     def __len__(self) -> int:
         return len(self._label_list)
@@ -186,6 +197,21 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
         """Whether every image is held in one tensor (else each is read when indexed)."""
         return isinstance(self.images, torch.Tensor)
 
+    def unreadable_files(self) -> list[str]:
+        """The image files (relative to ``root``) that could not be read: those left out when
+        the folder was scanned (:attr:`skipped_files`), then those that failed to decode
+        since and were replaced by another image (in this process or a data-loader worker);
+        empty for data held in memory.
+
+        Example:
+            >>> from fmicl_registry.data import digits
+            >>> digits().unreadable_files()
+            []
+        """
+        failed = getattr(self.images, "unreadable_files", None)
+        later = failed() if callable(failed) else []
+        return [*self.skipped_files, *(f for f in later if f not in self.skipped_files)]
+
     def subset(self, indices: Sequence[int] | torch.Tensor) -> ImageDataset:
         """The items at ``indices``, as an :class:`ImageDataset` with the same attributes.
 
@@ -200,6 +226,7 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
             images: torch.Tensor | ImageSource = self.images[index]
         else:
             images = _IndexedSource(self.images, index.tolist())
+        files = None if self.files is None else [self.files[i] for i in index.tolist()]
         return ImageDataset(
             self.name,
             images,
@@ -212,6 +239,8 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
             split=self.split,
             classes=self.classes,
             root=self.root,
+            files=files,
+            skipped_files=self.skipped_files,
         )
 
     def __repr__(self) -> str:
@@ -233,6 +262,11 @@ class _IndexedSource:
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.source[self.indices[index]]
+
+    def unreadable_files(self) -> list[str]:
+        """What the whole source failed to decode (see :meth:`ImageDataset.unreadable_files`)."""
+        failed = getattr(self.source, "unreadable_files", None)
+        return failed() if callable(failed) else []
 
 
 def missing_message(name: str, folder: Path, missing: Sequence[str], how: str) -> str:

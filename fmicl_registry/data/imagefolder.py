@@ -10,9 +10,11 @@ The layout, under ``root`` (default: ``default_root() / "tiny-imagenet-200"``)::
 Classes are the sorted names of the folders of ``train`` (labels ``0 .. num_classes - 1``),
 and val/test images get the label of their class there. ``split="test"`` reads ``test`` when
 it is labelled (class folders, or an annotations file) and ``val`` otherwise (TinyImageNet's
-``test`` has no labels). Images are read lazily, one per item, converted to RGB, resized so
-the shorter side is ``image_size`` and center-cropped to ``image_size x image_size`` (64 by
-default, TinyImageNet's size; pass 224 for ImageNet). Nothing is downloaded.
+``test`` has no labels). Images are read lazily, one per item, converted to RGB (as
+:mod:`._image_files` says), their central square resized to ``image_size x image_size`` (64 by
+default, TinyImageNet's size; pass 224 for ImageNet); an image that cannot be decoded is an
+error naming it. ``dataset.files`` are the images' paths relative to ``root``
+(``train/<class>/...``). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
+from ._image_files import FolderImages, is_image_name
 from .base import ROOT_HINT, SPLITS, DatasetError, ImageDataset, check_split, resolve_root
 
 #: The splits of ``imagefolder``: the common ones and ``val`` (what ``test`` falls back to).
@@ -35,44 +36,6 @@ LAYOUT = (
     "<root>/train/<class>/<image files> and <root>/val/<class>/<image files> (or TinyImageNet's "
     f"<root>/val/images/*.JPEG with <root>/val/{ANNOTATIONS})"
 )
-
-
-class FolderImages:
-    """Image files read on demand as ``uint8`` tensors ``(3, size, size)`` (an ImageSource).
-
-    Each image is converted to RGB, resized (bilinear, antialiased) so that its shorter side
-    is ``size`` and center-cropped to a square; an image already ``size x size`` is unchanged.
-    """
-
-    def __init__(self, paths: list[str], size: int) -> None:
-        self.paths = paths
-        self.size = size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        from PIL import Image
-        from torchvision.transforms.v2 import functional as F
-
-        path = self.paths[index]
-        try:
-            with Image.open(path) as opened:
-                image = opened.convert("RGB")
-        except Exception as err:
-            raise DatasetError(
-                f"data set 'imagefolder': cannot read the image {path}: {type(err).__name__}: {err}"
-            ) from err
-        if image.size != (self.size, self.size):
-            image = F.resize(image, [self.size], antialias=True)
-            image = F.center_crop(image, [self.size, self.size])
-        return F.pil_to_tensor(image)
-
-
-def _is_image(name: str) -> bool:
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-
-    return name.lower().endswith(IMG_EXTENSIONS)
 
 
 def _subfolders(folder: Path) -> list[str]:
@@ -133,7 +96,7 @@ def _class_folders(folder: Path, class_to_idx: dict[str, int] | None) -> list[tu
                 f"{folder.parent / 'train'} lacks: {', '.join(unknown[:5])}"
             )
     index = {c: i for i, c in enumerate(classes)}
-    samples = make_dataset(str(folder), index, is_valid_file=_is_image, allow_empty=True)
+    samples = make_dataset(str(folder), index, is_valid_file=is_image_name, allow_empty=True)
     return [(path, classes[i]) for path, i in samples]
 
 
@@ -194,7 +157,7 @@ def imagefolder(
         from torchvision.datasets import ImageFolder
 
         try:
-            found = ImageFolder(str(train_dir), is_valid_file=_is_image, allow_empty=True)
+            found = ImageFolder(str(train_dir), is_valid_file=is_image_name, allow_empty=True)
         except FileNotFoundError as err:
             raise _missing(root_path, str(err)) from err
         pairs = [(path, found.classes[label]) for path, label in found.samples]
@@ -220,11 +183,11 @@ def imagefolder(
     if not pairs:
         raise _missing(root_path, f"{folder} holds no image files")
     assert class_to_idx is not None and classes is not None
-    paths = [path for path, _ in pairs]
+    files = [Path(path).relative_to(root_path).as_posix() for path, _ in pairs]
     labels = [class_to_idx[c] for _, c in pairs]
     return ImageDataset(
         "imagefolder",
-        FolderImages(paths, image_size),
+        FolderImages(root_path, files, image_size, name="imagefolder"),
         labels,
         num_classes=len(classes),
         mean=MEAN,
@@ -234,4 +197,5 @@ def imagefolder(
         split=split,
         classes=classes,
         root=root_path,
+        files=files,
     )

@@ -4,7 +4,8 @@ The data sets, the views of a batch (:mod:`.views`), the model (backbone, archit
 objective, all registered components) and the evaluation (:mod:`.evaluate`), seeded by
 ``run.seed``. A pretraining data set with ``modality = "text"`` makes a text run (sentences,
 evaluated on STS); every other data set is images, augmented with ``[augment]``'s recipe and
-evaluated by kNN and linear probes. ``fmicl eval`` rebuilds a run the same way.
+evaluated by kNN and linear probes (by alignment and uniformity alone when the evaluation
+data set has no labels). ``fmicl eval`` rebuilds a run the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch.utils.data import Dataset
 
 from ..errors import FmiclError, SpecError
 from .evaluate import Evaluation
-from .evaluate_images import ImageEvaluation
+from .evaluate_images import ImageEvaluation, LabelFreeEvaluation
 from .evaluate_text import TextEvaluation
 from .resolve import resolve
 from .spec import Spec
@@ -91,16 +92,44 @@ def _build(kind: str, name: str, options: dict[str, Any], section: str, **fixed:
         raise SpecError(f"[{section}] {err}") from None
 
 
-def _eval_set(spec: Spec, options: dict[str, Any], split: str) -> Any:
+def _eval_set(
+    spec: Spec, options: dict[str, Any], split: str, *, image_size: int | None = None
+) -> Any:
     """A split of the data set evaluation reads: ``data.eval_name`` (else ``data.name``) at
-    ``data.eval_root`` (else ``data.root``)."""
+    ``data.eval_root`` (else ``data.root``). Another data set than the pretraining one gets
+    ``image_size`` (the pretraining images' side) when its factory takes one, so that its
+    images have the shape the encoder was built for."""
     data = spec.dataset
     root = data.eval_root if data.eval_root is not None else data.root
     if data.eval_name is None or data.eval_name == data.name:
         name, given = data.name, {**options, "root": root}
     else:
         name, given = data.eval_name, {"root": root, "download": data.download}
+        if image_size is not None and _takes(name, "image_size"):
+            given["image_size"] = image_size
     return _build("datasets", name, {}, "data", split=split, **given)
+
+
+def _takes(name: str, option: str) -> bool:
+    """Whether the registered data set ``name`` has the option ``option`` (False when there
+    is no such data set: building it then gives the error listing the registered ones)."""
+    import inspect
+
+    from ..components import registry
+
+    try:
+        factory = registry().get("datasets", name).factory  # type: ignore[union-attr]
+    except FmiclError:
+        return False
+    return option in inspect.signature(factory).parameters
+
+
+def _labelled(dataset: Any) -> bool:
+    """Whether every item of ``dataset`` has a class label (kNN and linear probes need one)."""
+    labels = getattr(dataset, "labels", None)
+    if getattr(dataset, "num_classes", 0) < 1 or labels is None:
+        return False
+    return bool((torch.as_tensor(labels) >= 0).all())
 
 
 @dataclass
@@ -146,28 +175,39 @@ def _build_model(spec: Spec, input_shape: tuple[int, ...] | None) -> _Model:
 def _build_images(
     spec: Spec, pretrain_set: Any, options: dict[str, Any], device: torch.device, rank: int
 ) -> Parts:
-    """An image run: the recipe's views of the pretraining images, kNN and linear probes on
-    the evaluation data set's train and test splits."""
+    """An image run: the recipe's views of the pretraining images; kNN and linear probes on
+    the evaluation data set's train and test splits, or, when its test split has no labels,
+    alignment and uniformity only (:class:`.evaluate_images.LabelFreeEvaluation`)."""
     from ..data import Transformed, eval_transform, get_augmentation
     from ..data.batch import get_batch_augmentation
 
-    seed = spec.run.seed
-    train_set = _eval_set(spec, options, "train")
-    if getattr(train_set, "modality", "image") != "image":
+    seed, data = spec.run.seed, spec.dataset
+    eval_name = data.eval_name or data.name
+    shape = tuple(pretrain_set.input_shape)
+    side = {"image_size": shape[-1]} if len(shape) == 3 and shape[1] == shape[2] else {}
+    test_set = _eval_set(spec, options, data.eval_split, **side)
+    if getattr(test_set, "modality", "image") != "image":
         raise SpecError(
-            f"[data] {spec.dataset.name!r} is an image data set but evaluation would read "
-            f"{spec.dataset.eval_name or spec.dataset.name!r}, which is {train_set.modality}; "
-            "an image run is "
-            "evaluated on images (kNN and linear probes): remove data.eval_name, or name an "
-            "image data set"
+            f"[data] {data.name!r} is an image data set but evaluation would read "
+            f"{eval_name!r}, which is {test_set.modality}; an image run is evaluated on "
+            "images (kNN and linear probes): remove data.eval_name, or name an image data set"
         )
-    test_set = _eval_set(spec, options, spec.dataset.eval_split)
+    if tuple(test_set.input_shape) != shape:
+        raise SpecError(
+            f"[data] evaluation reads {eval_name!r} images of shape "
+            f"{tuple(test_set.input_shape)}, but the encoder is built for the pretraining "
+            f"images of {data.name!r}, {shape}; make them equal (image_size, or another "
+            "data.eval_name)"
+        )
+    labelled = _labelled(test_set)
+    train_set = _eval_set(spec, options, "train", **side) if labelled else None
+    if train_set is not None and not _labelled(train_set):
+        labelled = False
     augment_options = dict(spec.augment.options)
     batched = augment_options.pop("batched", True)
     if not isinstance(batched, bool):
         raise SpecError(f"augment.batched must be a boolean, got {batched!r}")
     recipe = spec.augment.name or pretrain_set.default_recipe
-    shape = tuple(pretrain_set.input_shape)
     stats = (shape, pretrain_set.mean, pretrain_set.std)
     try:
         augment = get_augmentation(recipe, *stats, **augment_options)
@@ -182,14 +222,32 @@ def _build_images(
     else:
         pretrain = SeededViews(pretrain_set, augment, seed)
         views = PairedViews(pretrain, device)
-    evaluation = ImageEvaluation(
-        train_set=Transformed(train_set, eval_transform(train_set)),
-        test_set=Transformed(test_set, eval_transform(test_set)),
-        test_views=SeededViews(test_set, augment, seed + 1),
-        settings=spec.eval,
-        seed=seed,
-        untrained=built.build_encoder if spec.eval.baselines else None,
-    )
+    untrained = built.build_encoder if spec.eval.baselines else None
+    sources = [pretrain_set, test_set, *([train_set] if train_set is not None else [])]
+    evaluation: Evaluation
+    if labelled and train_set is not None:
+        evaluation = ImageEvaluation(
+            train_set=Transformed(train_set, eval_transform(train_set)),
+            test_set=Transformed(test_set, eval_transform(test_set)),
+            test_views=SeededViews(test_set, augment, seed + 1),
+            settings=spec.eval,
+            seed=seed,
+            untrained=untrained,
+            sources=sources,
+        )
+    else:
+        which = "train" if train_set is not None else data.eval_split
+        evaluation = LabelFreeEvaluation(
+            test_views=SeededViews(test_set, augment, seed + 1),
+            settings=spec.eval,
+            reason=(
+                f"the evaluation data set {eval_name!r} ({which} split) has no labels; to "
+                "probe, set data.eval_name (and data.eval_root) to a labelled data set, such "
+                "as 'imagefolder' with one folder per class"
+            ),
+            untrained=untrained,
+            sources=sources,
+        )
     return Parts(pretrain, views, built.model, built.encoder, built.objective, evaluation, shape)
 
 

@@ -2,9 +2,10 @@
 
 An :class:`Evaluation` measures a curve point during training (every ``eval.every`` epochs)
 and, at the end, every metric of the trained encoder beside its baselines (``eval.baselines``).
-An image run is scored by kNN and linear probes on frozen features (:mod:`.evaluate_images`),
-a text run by STS correlation (:mod:`.evaluate_text`); both measure alignment and uniformity
-and the distance distributions. :func:`evaluate_run` writes what they measured as the report.
+An image run is scored by kNN and linear probes on frozen features (:mod:`.evaluate_images`;
+without labels, by alignment and uniformity alone), a text run by STS correlation
+(:mod:`.evaluate_text`); both measure alignment and uniformity and the distance
+distributions. :func:`evaluate_run` writes what they measured as the report.
 """
 
 from __future__ import annotations
@@ -20,18 +21,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from .report import make_report, write_report
+from .report import make_report, unreadable_line, write_report
 from .spec import Spec
 
 
 @dataclass
 class Scores:
-    """What an evaluation measured: the trained encoder's metrics, each baseline's, and the
-    distance distributions of positive and negative pairs (for the plots)."""
+    """What an evaluation measured: the trained encoder's metrics, each baseline's, the
+    distance distributions of positive and negative pairs (for the plots), and notes for the
+    report (``probes_skipped``: why; ``unreadable_images``: the files that could not be read).
+    """
 
     metrics: dict[str, float]
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     distances: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 class Evaluation(ABC):
@@ -84,8 +88,12 @@ def evaluate_run(
         baselines=scores.baselines,
         training=training,
         seconds=time.perf_counter() - tic,
+        notes=scores.notes,
     )
     write_report(report, run_dir, distances=scores.distances)
     log(evaluation.summary(scores))
+    unreadable = scores.notes.get("unreadable_images") or {}
+    if unreadable.get("count"):
+        log(unreadable_line(unreadable))
     log(f"report: {run_dir / 'report.md'}")
     return report

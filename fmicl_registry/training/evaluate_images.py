@@ -1,11 +1,17 @@
 """An image run's evaluation: kNN and linear probes on frozen features, alignment and
 uniformity of two augmented views of each test image, and the distance distributions, for
-the trained encoder and two baselines (the raw inputs, and the encoder before training)."""
+the trained encoder and two baselines (the raw inputs, and the encoder before training).
+
+When the evaluation data set has no labels (``images``: your own folder), the probes are
+skipped (:class:`LabelFreeEvaluation`): alignment, uniformity and the distance distributions
+remain, the curve during training (``eval.every``) is the uniformity, and the report says why
+the probes were skipped. Either way the report counts the image files that could not be read.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -40,6 +46,8 @@ class ImageEvaluation(Evaluation):
     settings: EvalSection
     seed: int
     untrained: Callable[[], nn.Module] | None = None
+    #: The data sets read from files, whose unreadable files the report counts.
+    sources: Sequence[Any] = field(default_factory=list)
 
     curve: ClassVar[str] = "knn_top1"
 
@@ -87,6 +95,7 @@ class ImageEvaluation(Evaluation):
             random, distances = self.measure(random_encoder, device)
             scores.baselines["random_encoder"] = random
             scores.distances["random encoder"] = distances
+        scores.notes.update(unreadable_note(self.sources))
         return scores
 
     def summary(self, scores: Scores) -> str:
@@ -100,6 +109,85 @@ class ImageEvaluation(Evaluation):
             f"kNN top-1 {100 * metrics['knn_top1']:.2f}%, linear top-1 "
             f"{100 * metrics['linear_top1']:.2f}%" + raw
         )
+
+
+@dataclass
+class LabelFreeEvaluation(Evaluation):
+    """Scores without labels: alignment and uniformity of the features of ``test_views`` (two
+    augmented views of each evaluation image) and their distance distributions, for the
+    trained encoder and the baselines (the raw pixels of the views, and the untrained
+    encoder). ``reason`` says why the kNN and linear probes are skipped (the report shows it).
+    """
+
+    test_views: SeededViews
+    settings: EvalSection
+    reason: str
+    untrained: Callable[[], nn.Module] | None = None
+    #: The data sets read from files, whose unreadable files the report counts.
+    sources: Sequence[Any] = field(default_factory=list)
+
+    #: The label-free curve: uniformity falls as features spread, and rises to 0 on collapse.
+    curve: ClassVar[str] = "uniformity"
+
+    def measure(
+        self, encoder: nn.Module, device: torch.device
+    ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """Alignment and uniformity of ``encoder``'s features of the views, and their
+        distance distribution."""
+        self.test_views.set_epoch(0)  # the same views at every measurement
+        z1, z2 = paired_features(encoder, self.test_views, device, self.settings.batch_size)
+        metrics = {"alignment": alignment(z1, z2), "uniformity": uniformity(torch.cat([z1, z2]))}
+        return metrics, distance_distribution(z1, z2)
+
+    def curve_point(self, encoder: nn.Module, device: torch.device) -> float:
+        return self.measure(encoder, device)[0]["uniformity"]
+
+    def describe(self, value: float) -> str:
+        return f"uniformity {value:.4f}"
+
+    def score(self, encoder: nn.Module, device: torch.device) -> Scores:
+        metrics, distances = self.measure(encoder, device)
+        scores = Scores(metrics, distances={"pretrained": distances})
+        if self.untrained is not None:
+            raw, _ = self.measure(nn.Flatten(), torch.device("cpu"))
+            scores.baselines["raw_input"] = raw
+            random, distances = self.measure(self.untrained().to(device), device)
+            scores.baselines["random_encoder"] = random
+            scores.distances["random encoder"] = distances
+        scores.notes["probes_skipped"] = self.reason
+        scores.notes.update(unreadable_note(self.sources))
+        return scores
+
+    def summary(self, scores: Scores) -> str:
+        metrics = scores.metrics
+        return (
+            f"alignment {metrics['alignment']:.4f}, uniformity {metrics['uniformity']:.4f} "
+            f"(kNN and linear probes skipped: {self.reason})"
+        )
+
+
+#: How many unreadable files the report lists by name.
+LISTED = 100
+
+
+def unreadable_note(sources: Sequence[Any]) -> dict[str, Any]:
+    """``{"unreadable_images": {"count", "files"}}``: the image files of ``sources`` (data sets
+    read from files) that could not be read, left out or replaced (full paths, the first
+    :data:`LISTED`); empty when no source reads files."""
+    paths: list[str] = []
+    folder_backed = False
+    for source in sources:
+        files = getattr(source, "unreadable_files", None)
+        if getattr(source, "files", None) is None or not callable(files):
+            continue
+        folder_backed = True
+        for name in files():
+            path = str(source.root / name)
+            if path not in paths:
+                paths.append(path)
+    if not folder_backed:
+        return {}
+    return {"unreadable_images": {"count": len(paths), "files": paths[:LISTED]}}
 
 
 def paired_features(

@@ -2,9 +2,10 @@
 
 Plots (matplotlib, headless): ``loss.png`` (training loss per step), ``accuracy.png`` (kNN
 accuracy per evaluated epoch, and the final accuracies beside the baselines; for a text run
-``sts.png``, the same for STS Spearman and Pearson), ``distances.png`` (histograms of positive
-and negative pair distances, the paper's Figure 4) and ``alignment_uniformity.png`` (Wang and
-Isola's plane: lower-left is better).
+``sts.png``, the same for STS Spearman and Pearson; for a run evaluated without labels
+``uniformity.png``, the same for uniformity and alignment), ``distances.png`` (histograms of
+positive and negative pair distances, the paper's Figure 4) and ``alignment_uniformity.png``
+(Wang and Isola's plane: lower-left is better).
 """
 
 from __future__ import annotations
@@ -47,6 +48,27 @@ def _is_sts(report: dict[str, Any]) -> bool:
     return "sts_spearman" in report["metrics"]
 
 
+def _scores_plot(report: dict[str, Any]) -> tuple[str, str, str]:
+    """``(curve metric, second bar metric, file name)`` of the scores plot."""
+    if _is_sts(report):
+        return "sts_spearman", "sts_pearson", "sts.png"
+    if "probes_skipped" in report:
+        return "uniformity", "alignment", "uniformity.png"
+    return "knn_top1", "linear_top1", "accuracy.png"
+
+
+def unreadable_line(unreadable: dict[str, Any]) -> str:
+    """The sentence naming the image files that could not be read (first few + count)."""
+    from ..data._image_files import name_some
+
+    count, files = unreadable["count"], list(unreadable["files"])
+    named = name_some(files) + (f" and {count - len(files)} more" if count > len(files) else "")
+    return (
+        f"skipped {count} image file{'s' if count != 1 else ''} that could not be read "
+        f"(left out when scanned, or replaced by the next image when decoding failed): {named}"
+    )
+
+
 def _columns(report: dict[str, Any]) -> list[str]:
     """The column names of the trained encoder and of each baseline."""
     first = "after training" if _is_sts(report) else "pretrained"
@@ -79,14 +101,17 @@ def make_report(
     baselines: dict[str, dict[str, float]],
     training: dict[str, Any],
     seconds: float,
+    notes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``report.json``: the metrics beside the baselines, how training went, how long the
-    evaluation took, the resolved spec and the environment."""
+    """``report.json``: the metrics beside the baselines, the evaluation's ``notes``
+    (``probes_skipped``, ``unreadable_images``), how training went, how long the evaluation
+    took, the resolved spec and the environment."""
     return {
         "run": spec["run"]["name"],
         "run_dir": str(run_dir),
         "metrics": metrics,
         "baselines": baselines,
+        **(notes or {}),
         "training": training,
         "evaluation_seconds": seconds,
         "spec": spec,
@@ -120,6 +145,11 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {_NAMES[key]} | " + " | ".join(_fmt(key, row.get(key)) for row in rows) + " |"
         )
+    if "probes_skipped" in report:
+        lines += ["", f"kNN and linear probes skipped: {report['probes_skipped']}."]
+    unreadable = report.get("unreadable_images") or {}
+    if unreadable.get("count"):
+        lines += ["", f"Data: {unreadable_line(unreadable)}."]
     training = report.get("training") or {}
     if training:
         rate = training.get("images_per_s")
@@ -130,7 +160,8 @@ def markdown(report: dict[str, Any]) -> str:
             + (f" ({rate:.0f} {unit}/s)" if rate else "")
             + f", {training.get('world_size', 1)} process(es).",
         ]
-    scores = "![STS](sts.png)" if _is_sts(report) else "![accuracy](accuracy.png)"
+    plot = _scores_plot(report)[2]
+    scores = f"![{plot.removesuffix('.png')}]({plot})"
     lines += [
         "",
         f"![loss](loss.png) {scores}",
@@ -160,9 +191,10 @@ def write_report(
     plt.close(fig)
 
     sts = _is_sts(report)
-    curve_key, bars = ("sts_spearman", "sts_pearson") if sts else ("knn_top1", "linear_top1")
+    curve_key, bars, plot = _scores_plot(report)
+    scale = 100 if _percent(curve_key) else 1
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    curve = [(r["epoch"], 100 * r[curve_key]) for r in records if curve_key in r]
+    curve = [(r["epoch"], scale * r[curve_key]) for r in records if curve_key in r]
     if curve:
         left.plot(*zip(*curve, strict=True), marker="o")
     left.set(xlabel="epoch", ylabel=_NAMES[curve_key], title=f"{_NAMES[curve_key]} in training")
@@ -170,12 +202,13 @@ def write_report(
     rows = [report["metrics"], *report["baselines"].values()]
     x = np.arange(len(names))
     for offset, key in ((-0.2, curve_key), (0.2, bars)):
-        right.bar(x + offset, [100 * r[key] for r in rows], width=0.4, label=_NAMES[key])
+        right.bar(x + offset, [scale * r[key] for r in rows], width=0.4, label=_NAMES[key])
     right.set_xticks(x, names)
-    right.set(ylabel="x 100" if sts else "top-1 (%)", title="final scores")
+    ylabel = "x 100" if sts else "top-1 (%)" if scale == 100 else "lower is better"
+    right.set(ylabel=ylabel, title="final scores")
     right.legend()
     fig.tight_layout()
-    fig.savefig(run_dir / ("sts.png" if sts else "accuracy.png"), dpi=100)
+    fig.savefig(run_dir / plot, dpi=100)
     plt.close(fig)
 
     panels = max(1, len(distances))
