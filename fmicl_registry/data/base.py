@@ -34,9 +34,10 @@ ROOT_HINT = (
 def default_root() -> Path:
     """The folder data sets live in when ``root`` is not given.
 
-    ``$FMICL_DATA_DIR`` if set, else ``~/.cache/fmicl-registry/data`` (read at call time, so
-    changing the environment variable takes effect at once); each data set uses a subfolder
-    of it, named as torchvision names them (``cifar-10-batches-py``, ``stl10_binary``, ...).
+    ``$FMICL_DATA_DIR`` if set, else ``$XDG_CACHE_HOME/fmicl-registry/data``, else
+    ``~/.cache/fmicl-registry/data`` (read at call time, so changing an environment variable
+    takes effect at once); each data set uses a subfolder of it, named as torchvision names
+    them (``cifar-10-batches-py``, ``stl10_binary``, ...).
 
     Example:
         >>> import os
@@ -44,6 +45,12 @@ def default_root() -> Path:
         >>> saved = os.environ.pop("FMICL_DATA_DIR", None)
         >>> default_root().parts[-2:]
         ('fmicl-registry', 'data')
+        >>> xdg = os.environ.get("XDG_CACHE_HOME")
+        >>> os.environ["XDG_CACHE_HOME"] = "/var/cache/me"
+        >>> str(default_root())
+        '/var/cache/me/fmicl-registry/data'
+        >>> _ = os.environ.pop("XDG_CACHE_HOME") if xdg is None else os.environ.update(
+        ...     XDG_CACHE_HOME=xdg)
         >>> os.environ["FMICL_DATA_DIR"] = "/data"
         >>> str(default_root())
         '/data'
@@ -54,7 +61,9 @@ def default_root() -> Path:
     configured = os.environ.get(DATA_DIR_ENV, "").strip()
     if configured:
         return Path(configured).expanduser()
-    return Path("~/.cache/fmicl-registry/data").expanduser()
+    from .._paths import user_cache_dir
+
+    return user_cache_dir() / "data"
 
 
 def resolve_root(root: str | os.PathLike[str] | None) -> Path:

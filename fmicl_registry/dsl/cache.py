@@ -55,8 +55,9 @@ def cache_dir() -> Path | None:
         return None
     if configured:
         return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "fmicl-registry"
+    from .._paths import user_cache_dir
+
+    return user_cache_dir()
 
 
 @functools.cache

@@ -156,6 +156,35 @@ def test_default_root_is_read_from_the_environment(
         cifar100(split="test")
 
 
+def test_without_fmicl_data_dir_the_xdg_cache_folder_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The XDG Base Directory specification: data that can be fetched again lives under
+    ``$XDG_CACHE_HOME``; a relative value is ignored; ``FMICL_DATA_DIR`` comes first."""
+    monkeypatch.delenv("FMICL_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    write_cifar100(tmp_path / "xdg" / "fmicl-registry" / "data")
+    assert len(cifar100(split="test")) == 2
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    with pytest.raises(DatasetError, match=r"\.cache/fmicl-registry/data") as error:
+        cifar100(split="test")
+    assert "relative/cache" not in str(error.value)
+    monkeypatch.setenv("FMICL_DATA_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    with pytest.raises(DatasetError, match="mine"):
+        cifar100(split="test")
+
+
+def test_the_divergence_cache_follows_xdg_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmicl_registry.dsl.cache import cache_dir
+
+    monkeypatch.delenv("FMICL_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / "fmicl-registry"
+
+
 def test_unknown_split_lists_the_splits(tmp_path: Path) -> None:
     write_cifar10(tmp_path)
     with pytest.raises(DatasetError, match=r"'train', 'test', 'pretrain'"):
