@@ -1,8 +1,10 @@
 """Pretraining and evaluation runs: specs, the training loop, checkpoints, reports and sweeps.
 
 Read in this order: ``spec.py`` (a checked TOML spec with typed sections; its keys are in
-``schema.py``), ``build.py`` (spec -> data, views, model, evaluation), ``loop.py`` (``train``:
-the loop; ``evaluate_checkpoint``), ``views.py`` (the two views of a batch), ``evaluate.py``
+``schema.py``), ``run.py`` (``train``: a spec, a path or a bundled name, overrides, and
+objects in place of names, ``objects.py``), ``build.py`` (spec -> data, views, model,
+evaluation; ``resolve.py`` fills in every default), ``loop.py`` (``run_spec``: the loop;
+``evaluate_checkpoint``), ``views.py`` (the two views of a batch), ``evaluate.py``
 (the evaluation interface; ``evaluate_images.py``, ``evaluate_text.py``), ``run_folder.py``
 (metrics, checkpoints and resume in a run folder; ``checkpoint.py``, ``checkpoint_file.py``,
 ``spec_changes.py``), ``optim.py``, ``batches.py``, ``device.py``, ``guard.py``, ``report.py``
@@ -22,8 +24,9 @@ The command line does the same: ``fmicl train --set train.epochs=5``, ``fmicl ev
 from __future__ import annotations
 
 from ..errors import CheckpointError, SpecError, TrainingDiverged
-from .loop import RunResult, evaluate_checkpoint, train
+from .loop import RunResult, evaluate_checkpoint
 from .optim import LARS, warmup_cosine
+from .run import train
 from .spec import Spec, load_spec
 from .sweep import sweep
 

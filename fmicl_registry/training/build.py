@@ -84,11 +84,18 @@ def _backbone_name(spec: Spec) -> str:
 def _build(kind: str, name: str, options: dict[str, Any], section: str, **fixed: Any) -> Any:
     """A registered component, its options checked against the factory with the spec's
     section named in the error."""
-    from ..components import build
+    from ..components import build, registry
+    from .objects import PREFIX
 
     try:
         return build(kind, name, **options, **fixed)
     except FmiclError as err:
+        if name.startswith(PREFIX) and name not in registry().names(kind):
+            raise SpecError(
+                f"[{section}] {name!r} was an object passed from Python (fm.train(..., "
+                f"{section if section != 'data' else 'dataset'}=...)), not a registered "
+                "name; pass the same object again: fm.train(resume=RUN, ...)"
+            ) from None
         raise SpecError(f"[{section}] {err}") from None
 
 

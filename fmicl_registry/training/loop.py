@@ -1,6 +1,6 @@
 """The training loop: pretrain an encoder with any registered objective, then evaluate it.
 
-Read :func:`train` from the top: build the run from its spec (:mod:`.build`), make or reopen
+Read :func:`run_spec` from the top: build the run from its spec (:mod:`.build`), make or reopen
 its folder (:mod:`.run_folder`), then for every batch of every epoch ``v1, v2 =
 views(batch)``, ``loss = model(v1, v2)`` and one optimiser step on the warm-up + cosine
 schedule (:mod:`.optim`), with optional bfloat16 autocast and ``torch.compile``. A metrics
@@ -36,13 +36,16 @@ from .spec import Spec
 
 @dataclass
 class RunResult:
-    """What :func:`train` returns: the run folder and the report written there."""
+    """What :func:`~fmicl_registry.training.train` returns: the run folder, the report written
+    there and the trained encoder."""
 
     run_dir: Path
     report: dict[str, Any]
+    #: The trained encoder (the backbone, without the projection head), in eval mode.
+    encoder: nn.Module | None = None
 
 
-def train(
+def run_spec(
     spec: Spec | None,
     out: str | Path = "runs",
     *,
@@ -50,7 +53,8 @@ def train(
     overrides: Sequence[str] = (),
     log: Callable[[str], None] = print,
 ) -> RunResult:
-    """Pretrain and evaluate as ``spec`` says; write everything into a run folder.
+    """Pretrain and evaluate as ``spec`` says; write everything into a run folder (the loop
+    behind :func:`~fmicl_registry.training.train`, which also takes paths and objects).
 
     Args:
         spec: a checked spec (:func:`load_spec`).
@@ -61,14 +65,6 @@ def train(
             ``train.epochs`` extends a run.
         overrides: ``section.key=value`` changes to the run's spec on resume.
         log: where the progress messages go.
-
-    Example (a tiny run on the embedded digits, a few seconds):
-        >>> import tempfile, fmicl_registry as fm
-        >>> tiny = ["train.epochs=1", "train.warmup_epochs=0.0", "train.progress=false",
-        ...         "backbone.width=8", "eval.linear_epochs=1", "eval.baselines=false"]
-        >>> result = fm.train(fm.load_spec(None, tiny), tempfile.mkdtemp(), log=lambda m: None)
-        >>> 0.0 <= result.report["metrics"]["linear_top1"] <= 1.0, result.run_dir.name
-        (True, 'digits')
     """
     opened = open_run(resume, overrides, log) if resume is not None else None
     spec = opened.spec if opened is not None else spec
@@ -157,7 +153,7 @@ def train(
         report = evaluate_run(
             spec, parts.evaluation, parts.encoder, device, folder.path, training=training, log=log
         )
-    return RunResult(folder.path, report)
+    return RunResult(folder.path, report, parts.encoder.eval())
 
 
 @dataclass

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import difflib
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -134,6 +135,21 @@ class Spec:
         options = dict(self.data[section])
         return options.pop("name", None), options
 
+    def with_overrides(self, overrides: Sequence[str]) -> Spec:
+        """This spec with ``section.key=value`` changes, checked as ``--set`` checks them.
+
+        Example:
+            >>> from fmicl_registry.training import load_spec
+            >>> load_spec().with_overrides(["train.epochs=3", "objective.gamma=null"]).train.epochs
+            3
+        """
+        if not overrides:
+            return self
+        data = copy.deepcopy(self.data)
+        _apply(data, overrides)
+        validate(data, f"{self.source} with --set")
+        return Spec(data, source=self.source)
+
     def to_toml(self) -> str:
         """The resolved spec as TOML (what a run folder keeps as ``spec.toml``)."""
         lines: list[str] = [f"# resolved from {self.source}"]
@@ -200,6 +216,12 @@ def _remove(data: dict[str, dict[str, Any]], section: str, key: str, where: str)
             data.setdefault(section, {}).pop(key, None)
     else:
         check(section, key, None, where)  # the unknown-section / unknown-key error
+
+
+def _apply(data: dict[str, dict[str, Any]], overrides: Sequence[str]) -> None:
+    for item in overrides:
+        section, key, value = parse_override(item)
+        _merge(data, {section: {key: value}}, f"--set {item}")
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
@@ -287,9 +309,7 @@ def load_spec(path: str | Path | None = None, overrides: list[str] | None = None
     raw = read_toml(source, "spec", SpecError)
     data = defaults()
     _merge(data, raw, str(source))
-    for item in overrides or []:
-        section, key, value = parse_override(item)
-        _merge(data, {section: {key: value}}, f"--set {item}")
+    _apply(data, overrides or [])
     validate(data, str(source) + (" with --set" if overrides else ""))
     return Spec(copy.deepcopy(data), source="<default digits spec>" if path is None else str(path))
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from .loop import train
+from .loop import run_spec
 from .report import _NAMES, _percent, _pyplot
 from .spec import Spec, load_spec
 
@@ -118,7 +118,7 @@ def sweep(
     results: dict[str, list[dict[str, float]]] = {}
     for i, (label, seed, spec) in enumerate(runs, 1):
         log(f"[{i}/{len(runs)}] {label}, seed {seed}")
-        result = train(spec, folder, log=log)
+        result = run_spec(spec, folder, log=log)
         results.setdefault(label, []).append(result.report["metrics"])
     rows = table(results)
     write_table(rows, folder, seeds=seeds)
