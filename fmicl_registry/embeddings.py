@@ -203,6 +203,7 @@ def embed(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     num_workers: int = 0,
+    overrides: Sequence[str] = (),
     log: Callable[[str], None] = print,
 ) -> Embeddings:
     """Features of every image of ``data`` by the encoder of ``source``.
@@ -218,6 +219,8 @@ def embed(
             otherwise).
         batch_size, device, num_workers: how the images are batched, where the encoder runs,
             and the data loader's worker processes.
+        overrides: for a run folder, where its training data is now (``["data.root=..."]``):
+            the encoder's image shape and normalisation are read from it.
 
     Returns an :class:`Embeddings` (features, labels, files), in the data set's order.
 
@@ -234,7 +237,11 @@ def embed(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise FmiclError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    encoder = source if isinstance(source, nn.Module) else load_encoder(source, log=log)
+    encoder = (
+        source
+        if isinstance(source, nn.Module)
+        else load_encoder(source, overrides=overrides, log=log)
+    )
     info = getattr(encoder, "encoder_info", None)
     if not isinstance(info, EncoderInfo):
         raise FmiclError(

@@ -113,6 +113,13 @@ def _check_out(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
     help="Data-loader worker processes decoding images.",
 )
 @click.option("--force", is_flag=True, help="Replace the output file(s) if they exist.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="For a run folder: where its training data is now (data.root=FOLDER).",
+)
 def embed_command(
     source: str,
     data: str,
@@ -123,6 +130,7 @@ def embed_command(
     device: str,
     workers: int,
     force: bool,
+    overrides: tuple[str, ...],
 ) -> None:
     """One feature vector per image of --data, with its file name (or index) and label.
 
@@ -141,6 +149,7 @@ def embed_command(
         batch_size=batch_size,
         device=device,
         num_workers=workers,
+        overrides=list(overrides),
         log=_log,
     )
     for path in result.save(out, force=force):

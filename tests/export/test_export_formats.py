@@ -4,6 +4,8 @@ the registered backbone, a torch.export program) and gives the run's own encoder
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,3 +148,18 @@ def test_an_existing_export_is_kept_unless_force(tmp_path: Path) -> None:
     assert forced.exit_code == 0, forced.output
     assert fm.load_encoder(target).encoder_info.backbone == "small_cnn"
     assert [p.name for p in tmp_path.iterdir()] == ["mine.safetensors"]  # no temporary left
+
+
+@pytest.mark.parametrize("command", ["export", "embed"])
+def test_the_commands_help_imports_no_torch(command: str) -> None:
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('torch loaded:', 'torch' in sys.modules))\n"
+        "from fmicl_registry.cli import main\n"
+        f"sys.argv = ['fmicl', {command!r}, '--help']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"Usage: fmicl {command}" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "torch loaded: False"

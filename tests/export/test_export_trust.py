@@ -147,3 +147,10 @@ def test_export_reads_the_data_where_data_root_points(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert fm.load_encoder(tmp_path / "cifar.safetensors").encoder_info.input_shape == (3, 32, 32)
+    embedded = CliRunner().invoke(
+        cli,
+        ["embed", str(run), "--set", f"data.root={moved}", "--dataset", "cifar10",
+         "--data", str(moved), "--split", "test", "--out", str(tmp_path / "e.pt")],
+    )  # fmt: skip
+    assert embedded.exit_code == 0, embedded.output
+    assert torch.load(tmp_path / "e.pt", weights_only=True)["features"].shape == (4, 512)
