@@ -17,8 +17,9 @@ What users do, each from the top level::
     result = fm.train(fm.load_spec(None, ["train.epochs=5"]), out="runs")
 
     # the trained encoder: exported (safetensors, torchvision, torch.export), loaded, used
-    fm.export("runs/digits"); encoder = fm.load_encoder("digits.safetensors")
-    result = fm.embed("digits.safetensors", "photos/")   # features, labels, files
+    path = fm.export("runs/cifar10-simclr-resnet18")   # the backbone, no projection head
+    encoder = fm.load_encoder(path)                    # nothing in the file runs
+    result = fm.embed(path, "photos/")                 # features, labels and files of a folder
 
     # the registry that plugins fill (hookspecs.py is the contract)
     fm.list_divergences(); fm.build("backbones", "resnet18"); fm.get_backbone("small_cnn")
