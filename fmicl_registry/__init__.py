@@ -16,6 +16,11 @@ What users do, each from the top level::
     # a whole run: pretrain, evaluate, report
     result = fm.train(fm.load_spec(None, ["train.epochs=5"]), out="runs")
 
+    # the trained encoder: exported (safetensors, torchvision, torch.export), loaded, used
+    path = fm.export("runs/cifar10-simclr-resnet18")   # the backbone, no projection head
+    encoder = fm.load_encoder(path)                    # nothing in the file runs
+    result = fm.embed(path, "photos/")                 # features, labels and files of a folder
+
     # the registry that plugins fill (hookspecs.py is the contract)
     fm.list_divergences(); fm.build("backbones", "resnet18"); fm.get_backbone("small_cnn")
 
@@ -57,6 +62,8 @@ if TYPE_CHECKING:
     )
     from .definition import DivergenceSpec, load_divergence_spec
     from .divergence import Divergence, define_divergence
+    from .embeddings import embed
+    from .encoder_export import export, load_encoder
     from .objectives import FMICL, InfoNCE, fmicl_loss, get_objective
     from .similarities import get_similarity
     from .testing import check_divergence
@@ -79,6 +86,9 @@ _LAZY = {
     "get_objective": "objectives",
     "get_similarity": "similarities",
     "get_backbone": "backbones",
+    "export": "encoder_export",
+    "load_encoder": "encoder_export",
+    "embed": "embeddings",
     "check_divergence": "testing",
     "load_spec": "training",
     "train": "training",
@@ -110,6 +120,8 @@ __all__ = [
     "build",
     "check_divergence",
     "define_divergence",
+    "embed",
+    "export",
     "fmicl_loss",
     "get_backbone",
     "get_component",
@@ -119,6 +131,7 @@ __all__ = [
     "hookimpl",
     "list_divergences",
     "load_divergence_spec",
+    "load_encoder",
     "load_spec",
     "registry",
     "train",

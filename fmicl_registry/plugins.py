@@ -47,6 +47,7 @@ BUILTIN_PLUGINS = (
     "fmicl_registry.builtin_plugins.datasets",
     "fmicl_registry.builtin_plugins.augmentations",
     "fmicl_registry.builtin_plugins.bench_mi",
+    "fmicl_registry.builtin_plugins.export",
 )
 #: The names the built-in plugins are registered under.
 BUILTIN_NAMES = frozenset(name.rsplit(".", 1)[-1] for name in BUILTIN_PLUGINS)

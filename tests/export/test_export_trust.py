@@ -1,0 +1,156 @@
+"""Hostile and broken exports: each is refused with an error that says what is wrong, nothing in
+the file runs, and the command line exits 2 without a traceback."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+from export_runs import quiet, shared_cifar_run, shared_digits_run
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import fmicl_registry as fm
+from fmicl_registry.cli import cli
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fm.export(shared_digits_run(), out=tmp_path_factory.mktemp("export"), log=quiet)
+
+
+def _rewrite(source: Path, target: Path, change: Any) -> Path:
+    """``source`` with its fmicl metadata changed by ``change(dict)`` (tensors unchanged)."""
+    with safe_open(str(source), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    info = json.loads(metadata["fmicl_export"])
+    change(info)
+    metadata["fmicl_export"] = json.dumps(info)
+    save_file(tensors, str(target), metadata=metadata)
+    return target
+
+
+def _refused(path: Path, *needles: str) -> None:
+    with pytest.raises(fm.CheckpointError) as caught:
+        fm.load_encoder(path)
+    for needle in needles:
+        assert needle in str(caught.value), str(caught.value)
+    result = CliRunner().invoke(
+        cli, ["embed", str(path), "--data", str(path.parent), "--out", str(path.parent / "e.pt")]
+    )
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and str(path) in result.output
+
+
+def test_an_unknown_backbone_is_named_with_what_is_registered(
+    exported: Path, tmp_path: Path
+) -> None:
+    bad = _rewrite(exported, tmp_path / "x.safetensors", lambda i: i.update(backbone="small_cnnn"))
+    _refused(bad, "cannot rebuild its backbone 'small_cnnn'", "Did you mean 'small_cnn'")
+
+
+def test_options_that_do_not_fit_the_tensors_list_the_mismatches(
+    exported: Path, tmp_path: Path
+) -> None:
+    wider = _rewrite(exported, tmp_path / "x.safetensors", lambda i: i["options"].update(width=16))
+    _refused(wider, "do not fit backbone 'small_cnn'", "features.0.0.weight has shape [8, 1, 3, 3]")
+    unknown = _rewrite(exported, tmp_path / "y.safetensors", lambda i: i["options"].update(depth=3))
+    _refused(unknown, "cannot rebuild its backbone", "its options: input_shape, width, output_dim")
+    shape = _rewrite(exported, tmp_path / "z.safetensors", lambda i: i.update(input_shape=[8, 8]))
+    _refused(shape, "input_shape = [8, 8]", "[channels, height, width]")
+
+
+def test_a_newer_export_format_asks_for_an_upgrade(exported: Path, tmp_path: Path) -> None:
+    newer = _rewrite(exported, tmp_path / "x.safetensors", lambda i: i.update(format=99))
+    _refused(newer, "export format 99", "upgrade fmicl-registry")
+
+
+def test_a_truncated_file_is_refused(exported: Path, tmp_path: Path) -> None:
+    data = exported.read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(data[: len(data) - 100])
+    _refused(cut, "not a readable safetensors file", "truncated")
+
+
+def test_altered_weights_are_caught_by_the_recorded_checksum(
+    exported: Path, tmp_path: Path
+) -> None:
+    data = bytearray(exported.read_bytes())
+    data[-3] ^= 0x40  # a byte of the last tensor
+    flipped = tmp_path / "flipped.safetensors"
+    flipped.write_bytes(bytes(data))
+    _refused(flipped, "do not match the SHA-256 recorded", "altered or corrupted")
+
+
+class _Payload:
+    """Unpickling this creates a file: the proof that code in a pickle ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
+def test_a_pickle_renamed_safetensors_is_refused_without_running(
+    tmp_path: Path, writer: str
+) -> None:
+    marker = tmp_path / "pwned"
+    bomb = tmp_path / "model.safetensors"
+    payload = {"weight": _Payload(marker)}
+    if writer == "pickle":
+        bomb.write_bytes(pickle.dumps(payload))
+    else:
+        torch.save(payload, bomb)
+    _refused(bomb, "not a readable safetensors file", "nothing in it was run")
+    assert not marker.exists()
+
+
+def test_a_plain_safetensors_file_is_not_taken_for_an_export(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    _refused(plain, "not an encoder exported by fmicl-registry")
+
+
+def test_export_of_a_run_without_checkpoint_says_so(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(shared_digits_run(), run)
+    shutil.rmtree(run / "checkpoints")
+    result = CliRunner().invoke(cli, ["export", str(run), "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "has no checkpoint" in result.output and "Traceback" not in result.output
+    assert not list(tmp_path.glob("*.safetensors"))
+
+
+def test_export_reads_the_data_where_data_root_points(tmp_path: Path) -> None:
+    run, root, _ = shared_cifar_run()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(
+        cli, ["export", str(run), "--out", str(tmp_path), "--set", f"data.root={empty}"]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "input shape and normalisation" in result.output
+    assert "--set data.root=FOLDER" in result.output
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved)
+    result = CliRunner().invoke(
+        cli, ["export", str(run), "--out", str(tmp_path), "--set", f"data.root={moved}"]
+    )
+    assert result.exit_code == 0, result.output
+    assert fm.load_encoder(tmp_path / "cifar.safetensors").encoder_info.input_shape == (3, 32, 32)
+    embedded = CliRunner().invoke(
+        cli,
+        ["embed", str(run), "--set", f"data.root={moved}", "--dataset", "cifar10",
+         "--data", str(moved), "--split", "test", "--out", str(tmp_path / "e.pt")],
+    )  # fmt: skip
+    assert embedded.exit_code == 0, embedded.output
+    assert torch.load(tmp_path / "e.pt", weights_only=True)["features"].shape == (4, 512)
