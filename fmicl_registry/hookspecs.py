@@ -144,11 +144,11 @@ class Logger(Protocol):
     Training calls, in the main process only (rank 0 under ``torchrun``): :meth:`start` once,
     then :meth:`log_scalars` every ``train.log_every`` steps and at the end of every epoch,
     :meth:`log_report` and :meth:`log_histograms` once the run is evaluated, and :meth:`close`
-    exactly once, also when the run fails, diverges or is interrupted. The factory runs before
-    anything is trained or written (it should fail there, e.g. on a missing package); ``start``
-    opens files or connections. A logging method that raises is reported with a warning and the
-    logger gets nothing more but its ``close`` (training goes on; ``metrics.jsonl`` keeps
-    everything).
+    exactly once, also when the run fails, diverges or is interrupted, or ``start`` raised.
+    The factory runs before anything is trained or written, in every process (it should fail
+    there, e.g. on a missing package); ``start`` opens files or connections. A logging method
+    that raises is reported with a warning and the logger gets nothing more but its ``close``
+    (training goes on; ``metrics.jsonl`` keeps everything).
 
     The names are ``group/key``: ``train/loss``, ``train/lr``, ``train/images_per_s`` and the
     objective's terms (``train/positive_term``, ``train/negative_term`` for f-MICL) every few

@@ -115,11 +115,12 @@ class RunLog:
 
     @contextlib.contextmanager
     def open(self, run: RunInfo) -> Iterator[RunLog]:
-        """Start the loggers; close each once when the block ends, with the error that ended
-        it (None when it finished)."""
+        """Start the loggers; close each one started (even if its start failed) once when the
+        block ends, with the error that ended it (None when it finished)."""
         started: dict[str, Logger] = {}
         try:
             for name, logger in self.loggers.items():
+                started[name] = logger  # closed even when its start fails half-way
                 try:
                     logger.start(run)
                 except FmiclError:
@@ -128,7 +129,6 @@ class RunLog:
                     raise SpecError(
                         f"logger {name!r} could not start: {type(err).__name__}: {err}"
                     ) from err
-                started[name] = logger
         except BaseException as error:
             self._close(started, error)
             raise

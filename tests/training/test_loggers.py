@@ -207,6 +207,8 @@ class _Recorder:
         _Recorder.made.append(self)
 
     def start(self, run: RunInfo) -> None:
+        if self.fail_in == "start":
+            raise ConnectionError("no tracking server")
         self.calls.append(("start", run))
 
     def log_scalars(self, scalars: Mapping[str, float], step: int) -> None:
@@ -316,6 +318,16 @@ def test_a_failing_logger_is_dropped_with_a_warning_and_training_goes_on(
     assert [kind for kind, _ in logger.calls] == ["start", "scalars", "close"]  # step 2, then
     assert len(_lines(result.run_dir)) == 13  # metrics.jsonl still has every line
 
+    recorder.made.clear()
+    spec = load_spec(
+        None, [*SETTINGS, "train.logger=recorder", "logger.recorder={fail_in='start'}"]
+    )
+    with pytest.raises(SpecError, match="logger 'recorder' could not start: ConnectionError: no"):
+        train(spec, tmp_path, log=_quiet)
+    (logger,) = recorder.made
+    assert logger.calls == [("close", logger.calls[0][1])]  # closed, with the error
+    assert isinstance(logger.calls[0][1], SpecError)
+
 
 def test_a_diverged_run_closes_its_loggers_with_the_error(
     tmp_path: Path, recorder: type[_Recorder]
@@ -339,3 +351,31 @@ def test_a_factory_that_makes_no_logger_is_refused(
     spec = load_spec(None, [*SETTINGS, "train.logger=no_logger"])
     with pytest.raises(SpecError, match=r"logger 'no_logger' .* made a str, which has no start"):
         train(spec, tmp_path, log=_quiet)
+
+
+@pytest.mark.slow
+def test_under_two_processes_only_rank_0_logs_the_terms_of_the_global_batch(
+    tmp_path: Path,
+) -> None:
+    import torch.multiprocessing as mp
+    from test_distributed_training import SETTINGS as FLAT
+    from test_distributed_training import WORLD, _register, _worker
+
+    extra = ["objective.divergence=js", "train.logger=tensorboard"]
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path / "two"), extra), nprocs=WORLD)
+    _register()
+    try:
+        torch.set_num_threads(1)
+        train(load_spec(None, [*FLAT, *extra]), tmp_path / "one", log=_quiet)
+    finally:
+        plugins.reset()
+        components.clear()
+    two, one = tmp_path / "two" / "digits", tmp_path / "one" / "digits"
+    assert len(list((two / "tensorboard").iterdir())) == 1  # one writer: rank 0's
+    steps = {run: [line for line in _lines(run) if "loss" in line] for run in (two, one)}
+    assert [line["step"] for line in steps[two]] == [line["step"] for line in steps[one]] == [2, 4]
+    # each process's terms are of its half of the batch; their mean is the whole batch's
+    for split, whole in zip(steps[two], steps[one], strict=True):
+        for key in ("loss", "positive_term", "negative_term"):
+            assert split[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-6), key
+    _same(_scalars(_events(two), "train/positive_term"), _expected(steps[two], "positive_term"))
