@@ -22,6 +22,7 @@ from fmicl_registry.cli import cli
 from fmicl_registry.hookspecs import Logger, RunInfo
 from fmicl_registry.objectives import FMICL
 from fmicl_registry.training import SpecError, TrainingDiverged, load_spec, train
+from fmicl_registry.training.spec import spec_from_toml
 
 #: The brief's tiny run: 2 epochs of 11 steps, kNN every epoch, a metrics line every 2 steps.
 SETTINGS = [*TINY, "eval.linear_epochs=1"]
@@ -184,6 +185,16 @@ def test_a_misspelled_logger_name_or_option_is_a_spec_error(tmp_path: Path) -> N
     for setting, message in refused.items():
         with pytest.raises(SpecError, match=message):
             load_spec(None, [setting])
+
+
+def test_the_logger_keys_survive_the_run_folders_spec_toml() -> None:
+    spec = load_spec(
+        None, ["train.logger=['tensorboard', 'x']", "logger.tensorboard={flush_secs=2.5}"]
+    )
+    again = spec_from_toml(spec.to_toml(), "spec.toml")  # what --resume and fmicl eval read
+    assert again.train.logger == ["tensorboard", "x"]
+    assert again["logger"] == {"tensorboard": {"flush_secs": 2.5}}
+    assert load_spec(None).train.logger is None  # no logger unless asked for
 
 
 def test_fmicl_list_loggers_shows_tensorboard() -> None:
