@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 from training_helpers import TINY
 
 import fmicl_registry as fm
@@ -24,7 +25,7 @@ from fmicl_registry.objectives import FMICL
 from fmicl_registry.training import SpecError, TrainingDiverged, load_spec, train
 from fmicl_registry.training.spec import spec_from_toml
 
-#: The brief's tiny run: 2 epochs of 11 steps, kNN every epoch, a metrics line every 2 steps.
+#: A tiny run: 2 epochs of 11 steps, kNN every epoch, a metrics line every 2 steps.
 SETTINGS = [*TINY, "eval.linear_epochs=1"]
 
 
@@ -114,6 +115,28 @@ def test_tensorboard_shows_what_metrics_jsonl_records(tmp_path: Path) -> None:
     assert shown == pytest.approx(report["metrics"]["alignment"], rel=1e-6)
 
 
+def test_a_run_on_a_folder_of_unlabelled_pngs_is_watched_too(tmp_path: Path) -> None:
+    # the new user: their own images, no labels; the curve is then the uniformity
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        folder = tmp_path / "photos" / f"trip{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (18, 20, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    spec = load_spec(
+        None,
+        [
+            *SETTINGS, "data.name=images", f"data.root={tmp_path / 'photos'}",
+            "data.image_size=16", "train.batch_size=8", "train.logger=tensorboard",
+        ],
+    )  # fmt: skip
+    run = train(spec, tmp_path / "runs", log=_quiet).run_dir
+    lines, events = _lines(run), _events(run)
+    epochs = [line for line in lines if "epoch_loss" in line]
+    _same(_scalars(events, "epoch/uniformity"), _expected(epochs, "uniformity"))
+    _same(_scalars(events, "train/loss"), _expected(lines, "loss"))
+    assert "distances/pretrained/positive" in events.Tags()["histograms"]
+
+
 def test_a_resumed_run_shows_each_step_once(tmp_path: Path) -> None:
     spec = load_spec(None, [*SETTINGS, "train.logger=tensorboard"])
     run = train(spec, tmp_path, log=_quiet).run_dir
@@ -195,6 +218,8 @@ def test_the_logger_keys_survive_the_run_folders_spec_toml() -> None:
     assert again.train.logger == ["tensorboard", "x"]
     assert again["logger"] == {"tensorboard": {"flush_secs": 2.5}}
     assert load_spec(None).train.logger is None  # no logger unless asked for
+    removed = load_spec(None, ["logger.tensorboard={flush_secs=1}", "logger.tensorboard=null"])
+    assert removed["logger"] == {}  # --set ...=null drops a logger's options table
 
 
 def test_fmicl_list_loggers_shows_tensorboard() -> None:
