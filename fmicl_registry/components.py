@@ -29,6 +29,7 @@ from .errors import (
     ObjectiveError,
     RegistryError,
     SimilarityError,
+    SpecError,
 )
 from .hookspecs import KINDS
 
@@ -71,6 +72,7 @@ _ERRORS: dict[str, type[FmiclError]] = {
     "architectures": ArchitectureError,
     "datasets": DatasetError,
     "augmentations": AugmentationError,
+    "loggers": SpecError,  # a logger is asked for by a spec (train.logger)
 }
 
 

@@ -21,13 +21,16 @@ each factory must return.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import pluggy
 
 if TYPE_CHECKING:
     import click
+    import numpy as np
     import torch
 
 hookspec = pluggy.HookspecMarker("fmicl")
@@ -43,6 +46,7 @@ KINDS = (
     "architectures",
     "datasets",
     "augmentations",
+    "loggers",
 )
 
 #: The keywords of a divergence registration: key -> (accepted types, the words that say so).
@@ -112,6 +116,68 @@ class Similarity(Protocol):
 
     def paired(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """``(N, D), (N, D) -> (N,)``: the value for row ``i`` of ``a`` with row ``i`` of ``b``."""
+        ...
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a :class:`Logger` is told when its run starts (``logger.start(run)``)."""
+
+    #: The run folder: a logger that writes files puts them under it (``path / "tensorboard"``).
+    path: Path
+    #: The run's name (``run.name``, also the folder's name unless it was taken).
+    name: str
+    #: The resolved spec as plain tables, what the run folder's ``spec.toml`` holds (a
+    #: tracker's "config" or "params").
+    config: Mapping[str, Mapping[str, Any]]
+    #: 0 for a new run. On ``--resume``, the step of the checkpoint the run goes on from: what
+    #: an earlier attempt logged after it is logged again, so a logger hides or drops it.
+    start_step: int
+
+
+@runtime_checkable
+class Logger(Protocol):
+    """What a logger factory returns (``factory(**options)``, with the options of the spec's
+    ``[logger.NAME]`` table): somewhere a run's numbers go while it trains, beside
+    ``metrics.jsonl``, which is always written.
+
+    Training calls, in the main process only (rank 0 under ``torchrun``): :meth:`start` once,
+    then :meth:`log_scalars` every ``train.log_every`` steps and at the end of every epoch,
+    :meth:`log_report` and :meth:`log_histograms` once the run is evaluated, and :meth:`close`
+    exactly once, also when the run fails, diverges or is interrupted, or ``start`` raised.
+    The factory runs before anything is trained or written, in every process (it should fail
+    there, e.g. on a missing package); ``start`` opens files or connections. A logging method
+    that raises is reported with a warning and the logger gets nothing more but its ``close``
+    (training goes on; ``metrics.jsonl`` keeps everything).
+
+    The names are ``group/key``: ``train/loss``, ``train/lr``, ``train/images_per_s`` and the
+    objective's terms (``train/positive_term``, ``train/negative_term`` for f-MICL) every few
+    steps; ``epoch/loss``, ``epoch/seconds`` and the curve metric (``epoch/knn_top1``) per
+    epoch; the report's metrics; the distance distributions as
+    ``distances/<encoder>/<positive|negative>``. ``step`` is the optimiser step (the
+    ``step`` of ``metrics.jsonl``).
+    """
+
+    def start(self, run: RunInfo) -> None:
+        """The run begins (or resumes: ``run.start_step > 0``)."""
+        ...
+
+    def log_scalars(self, scalars: Mapping[str, float], step: int) -> None:
+        """Numbers at ``step``, by name."""
+        ...
+
+    def log_histograms(self, histograms: Mapping[str, np.ndarray], step: int) -> None:
+        """1-D arrays of values at ``step``, by name (one histogram each)."""
+        ...
+
+    def log_report(self, metrics: Mapping[str, float], step: int) -> None:
+        """The evaluated run's final metrics (``knn_top1``, ``linear_top1``, ...; a
+        baseline's as ``<baseline>/<metric>``), at the last step."""
+        ...
+
+    def close(self, error: BaseException | None) -> None:
+        """The run ended: ``error`` is None when it finished, else what stopped it
+        (``TrainingDiverged``, ``KeyboardInterrupt``, ...)."""
         ...
 
 
@@ -296,6 +362,43 @@ def register_augmentations(register: RegisterComponent) -> None:
         @fm.hookimpl
         def register_augmentations(register):
             register(name="noisy", factory=noisy, description="Gaussian pixel noise (sigma)")
+    """
+
+
+@hookspec
+def register_loggers(register: RegisterComponent) -> None:
+    """Register loggers (``train.logger`` in a spec): ``factory(**options)`` returns a
+    :class:`Logger`; a spec gives the options in its ``[logger.NAME]`` table. Import what the
+    logger needs (``wandb``, ``mlflow``) in the factory, not at the top of the plugin's module.
+
+    Example::
+
+        import json
+        import fmicl_registry as fm
+
+        class JsonLines:
+            def __init__(self, filename="events.jsonl"):
+                self.filename = filename
+
+            def start(self, run):
+                self.file = open(run.path / self.filename, "a")
+
+            def log_scalars(self, scalars, step):
+                print(json.dumps({"step": step, **scalars}), file=self.file)
+
+            def log_histograms(self, histograms, step):
+                sizes = {name: len(values) for name, values in histograms.items()}
+                print(json.dumps({"step": step, "histogram sizes": sizes}), file=self.file)
+
+            def log_report(self, metrics, step):
+                print(json.dumps({"step": step, "report": dict(metrics)}), file=self.file)
+
+            def close(self, error):
+                self.file.close()
+
+        @fm.hookimpl
+        def register_loggers(register):
+            register(name="jsonlines", factory=JsonLines, description="one JSON line per call")
     """
 
 

@@ -46,6 +46,7 @@ BUILTIN_PLUGINS = (
     "fmicl_registry.builtin_plugins.architectures",
     "fmicl_registry.builtin_plugins.datasets",
     "fmicl_registry.builtin_plugins.augmentations",
+    "fmicl_registry.builtin_plugins.loggers",
     "fmicl_registry.builtin_plugins.bench_mi",
     "fmicl_registry.builtin_plugins.export",
 )

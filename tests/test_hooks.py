@@ -117,6 +117,31 @@ class ThrowawayAugmentations:
         register(name="invert_batched", factory=with_batched(invert, invert_batch))
 
 
+class ThrowawayLoggers:
+    @fm.hookimpl
+    def register_loggers(self, register: Any) -> None:
+        class Collect:
+            def __init__(self, prefix: str = "") -> None:
+                self.prefix, self.seen, self.closed = prefix, [], False
+
+            def start(self, run: hookspecs.RunInfo) -> None:
+                self.seen.append(("start", run.start_step))
+
+            def log_scalars(self, scalars: Any, step: int) -> None:
+                self.seen += [(self.prefix + name, step) for name in scalars]
+
+            def log_histograms(self, histograms: Any, step: int) -> None:
+                self.seen += [(self.prefix + name, step) for name in histograms]
+
+            def log_report(self, metrics: Any, step: int) -> None:
+                self.seen += [(self.prefix + name, step) for name in metrics]
+
+            def close(self, error: BaseException | None) -> None:
+                self.closed = True
+
+        register(name="collect", factory=Collect, description="keeps the names it is given")
+
+
 class ThrowawayCommands:
     @fm.hookimpl
     def register_commands(self, cli: click.Group) -> None:
@@ -191,6 +216,21 @@ def test_register_augmentations(pm: Any, tmp_path: Path) -> None:
     assert (result.run_dir / "report.json").is_file()
 
 
+def test_register_loggers(pm: Any, tmp_path: Path) -> None:
+    add_plugin(pm, "t", ThrowawayLoggers())
+    assert "collect" in fm.registry().names("loggers")
+    logger = fm.get_component("loggers", "collect", prefix="x/")
+    assert isinstance(logger, hookspecs.Logger)
+    logger.start(hookspecs.RunInfo(tmp_path, "run", {}, start_step=0))
+    logger.log_scalars({"loss": 1.0}, 3)
+    logger.close(None)
+    assert (logger.seen, logger.closed) == ([("start", 0), ("x/loss", 3)], True)
+    with pytest.raises(fm.FmiclError, match="did you mean 'prefix'"):
+        fm.get_component("loggers", "collect", prefx="x/")
+    # a spec names the plugin's logger in train.logger, and training feeds it (the whole
+    # story is in tests/training/test_loggers.py)
+
+
 def test_register_commands(pm: Any) -> None:
     add_plugin(pm, "t", ThrowawayCommands())
     result = CliRunner().invoke(cli, ["conjugate", "kl"])
@@ -235,7 +275,7 @@ def _example(hook: str) -> str:
 
 
 @pytest.mark.parametrize("hook", HOOKS)
-def test_the_documented_example_of_each_hook_works(pm: Any, hook: str) -> None:
+def test_the_documented_example_of_each_hook_works(pm: Any, hook: str, tmp_path: Path) -> None:
     # The examples are our own documentation (never user input): run each as a plugin module.
     module = types.ModuleType(f"example_{hook}")
     exec(compile(_example(hook), f"<{hook} example>", "exec"), module.__dict__)
@@ -258,6 +298,16 @@ def test_the_documented_example_of_each_hook_works(pm: Any, hook: str) -> None:
     elif kind == "augmentations":
         transform = fm.get_component(kind, mine[0], input_shape=(1, 4, 4), mean=(0.5,), std=(0.5,))
         assert transform(torch.zeros(1, 4, 4, dtype=torch.uint8)).shape == (1, 4, 4)
+    elif kind == "loggers":
+        logger = fm.get_component(kind, mine[0])
+        assert isinstance(logger, hookspecs.Logger)
+        logger.start(hookspecs.RunInfo(tmp_path, "run", {}, start_step=0))
+        logger.log_scalars({"train/loss": -1.5}, 2)
+        logger.log_histograms({"distances/pretrained/positive": torch.ones(3).numpy()}, 2)
+        logger.log_report({"knn_top1": 0.5}, 2)
+        logger.close(None)
+        written = [line for path in tmp_path.iterdir() for line in path.read_text().splitlines()]
+        assert len(written) == 3 and '"train/loss": -1.5' in written[0]
     else:
         assert fm.get_component(kind, mine[0]) is not None
 

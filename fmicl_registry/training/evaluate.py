@@ -75,11 +75,15 @@ def evaluate_run(
     *,
     training: dict[str, Any],
     log: Callable[[str], None] = print,
+    scored: Callable[[Scores], None] | None = None,
 ) -> dict[str, Any]:
     """Score the trained ``encoder`` and its baselines; write ``report.json``, ``report.md``
-    and the plots into ``run_dir``; return the report."""
+    and the plots into ``run_dir``; return the report. ``scored`` is handed the scores (the
+    loop gives them to the loggers)."""
     tic = time.perf_counter()
     scores = evaluation.score(encoder, device)
+    if scored is not None:
+        scored(scores)
     report = make_report(
         spec.data,
         run_dir,

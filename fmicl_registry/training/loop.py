@@ -6,7 +6,8 @@ views(batch)``, ``loss = model(v1, v2)`` and one optimiser step on the warm-up +
 schedule (:mod:`.optim`), with optional bfloat16 autocast and ``torch.compile``. A metrics
 line is written every ``train.log_every`` steps and a checkpoint every epoch; a non-finite
 loss or gradient stops the run with a message naming the step and the term. Last, the encoder
-is evaluated (:mod:`.evaluate`) and the report written. Under ``torchrun`` every process
+is evaluated (:mod:`.evaluate`) and the report written. The metrics lines and the report also
+go to the loggers ``train.logger`` names (:mod:`.loggers`). Under ``torchrun`` every process
 trains on its share of each batch (:mod:`.device`).
 """
 
@@ -24,11 +25,13 @@ from torch import nn
 
 from .. import distributed
 from ..errors import SpecError
+from ..hookspecs import RunInfo
 from .batches import EpochBatches
 from .build import Parts, build
 from .device import autocast, global_mean, init_distributed, resolve_device, wrap
 from .evaluate import evaluate_run
 from .guard import describe_terms, diverged
+from .loggers import RunLog, build_loggers, objective_terms
 from .optim import Schedule, build_optimizer
 from .run_folder import Metrics, RunFolder, open_run
 from .spec import Spec
@@ -75,8 +78,10 @@ def run_spec(
     init_distributed(device)
     rank, world = distributed.rank(), distributed.world_size()
     main = rank == 0
-    # Data and model first, and the batches' own checks (size, processes): a spec that cannot
-    # be built (missing data, bad options) fails before any run folder exists.
+    # Loggers, data and model first, and the batches' own checks (size, processes): a spec
+    # that cannot be built (an unknown logger, missing data, bad options) fails before any run
+    # folder exists.
+    loggers = build_loggers(spec)
     torch.manual_seed(spec.run.seed)
     parts = build(spec, device=device, rank=rank)
     size = len(cast(Sized, parts.pretrain))  # every data set the build makes has a length
@@ -102,11 +107,12 @@ def run_spec(
     start_epoch, step = 0, 0
     if opened is not None:
         start_epoch, step = opened.resume(model, optimizer, scheduler, schedule, metrics, log)
+    record = RunLog(metrics, loggers if main else {})
     loop = _Loop(
         spec=spec,
         parts=parts,
         folder=folder,
-        metrics=metrics,
+        record=record,
         model=model,
         trained=wrap(model, device, compile=cfg.compile),
         params=params,
@@ -126,44 +132,54 @@ def run_spec(
         persistent_workers=False,
     )
 
-    started = time.perf_counter()
-    with _progress(cfg.progress and main) as progress:
-        task = progress.add_task(
-            "train", total=schedule.steps_per_epoch, epoch=0, loss=0.0, rate=0.0
-        )
-        for epoch in range(start_epoch, cfg.epochs):
-            if loop.step >= schedule.total_steps:
-                break
-            parts.views.set_epoch(epoch)
-            batches.set_epoch(epoch)
-            loop.train_epoch(epoch, loader, progress, task)
-    seconds = time.perf_counter() - started
-    if world > 1:
-        torch.distributed.barrier()
+    run = RunInfo(folder.path, spec.run.name, spec.data, start_step=step)
+    with record.open(run):  # the loggers are closed however the run ends
+        started = time.perf_counter()
+        with _progress(cfg.progress and main) as progress:
+            task = progress.add_task(
+                "train", total=schedule.steps_per_epoch, epoch=0, loss=0.0, rate=0.0
+            )
+            for epoch in range(start_epoch, cfg.epochs):
+                if loop.step >= schedule.total_steps:
+                    break
+                parts.views.set_epoch(epoch)
+                batches.set_epoch(epoch)
+                loop.train_epoch(epoch, loader, progress, task)
+        seconds = time.perf_counter() - started
+        if world > 1:
+            torch.distributed.barrier()
 
-    training = {
-        "steps": loop.step,
-        "epochs": cfg.epochs,
-        "seconds": seconds,
-        "images_per_s": loop.seen / seconds if seconds > 0 else None,
-        "world_size": world,
-    }
-    report: dict[str, Any] = {}
-    if main:
-        report = evaluate_run(
-            spec, parts.evaluation, parts.encoder, device, folder.path, training=training, log=log
-        )
+        training = {
+            "steps": loop.step,
+            "epochs": cfg.epochs,
+            "seconds": seconds,
+            "images_per_s": loop.seen / seconds if seconds > 0 else None,
+            "world_size": world,
+        }
+        report: dict[str, Any] = {}
+        if main:
+            report = evaluate_run(
+                spec,
+                parts.evaluation,
+                parts.encoder,
+                device,
+                folder.path,
+                training=training,
+                log=log,
+                scored=lambda scores: record.report(scores, loop.step),
+            )
     return RunResult(folder.path, report, parts.encoder.eval())
 
 
 @dataclass
 class _Loop:
-    """What the loop steps and records (:func:`train` builds it)."""
+    """What the loop steps and records (:func:`run_spec` builds it)."""
 
     spec: Spec
     parts: Parts
     folder: RunFolder
-    metrics: Metrics
+    #: ``metrics.jsonl`` and the loggers.
+    record: RunLog
     model: nn.Module
     #: ``model`` as it is called: under DDP and ``torch.compile`` when the run uses them.
     trained: nn.Module
@@ -190,11 +206,19 @@ class _Loop:
             loss_sum, steps, self.seen = loss_sum + loss, steps + 1, self.seen + cfg.batch_size
             rate = steps * cfg.batch_size / (time.perf_counter() - tic)
             progress.update(task, advance=1, loss=loss, rate=rate)
-            if self.main and (self.step % cfg.log_every == 0 or self.step == total_steps):
-                lr = self.scheduler.get_last_lr()[0]
-                self.metrics.write(
-                    step=self.step, epoch=epoch + 1, loss=loss, lr=lr, images_per_s=rate
-                )
+            if self.step % cfg.log_every == 0 or self.step == total_steps:
+                terms = objective_terms(self.parts.objective)  # every process: a collective
+                if self.main:
+                    lr = self.scheduler.get_last_lr()[0]
+                    self.record.write(
+                        "train",
+                        step=self.step,
+                        epoch=epoch + 1,
+                        loss=loss,
+                        **terms,
+                        lr=lr,
+                        images_per_s=rate,
+                    )
             if self.step >= total_steps:
                 break
         if self.main:
@@ -222,7 +246,7 @@ class _Loop:
         """The epoch's metrics line and log line (a curve point every ``eval.every`` epochs),
         and a checkpoint every ``train.checkpoint_every`` epochs and at the end."""
         cfg, evaluation = self.spec.train, self.parts.evaluation
-        record: dict[str, Any] = {
+        line: dict[str, Any] = {
             "step": self.step,
             "epoch": epoch + 1,
             "epoch_loss": loss,
@@ -232,8 +256,8 @@ class _Loop:
         every = self.spec.eval.every
         if every and (epoch + 1) % every == 0:
             value = evaluation.curve_point(self.parts.encoder, self.device)
-            record[evaluation.curve], point = value, f", {evaluation.describe(value)}"
-        self.metrics.write(**record)
+            line[evaluation.curve], point = value, f", {evaluation.describe(value)}"
+        self.record.write("epoch", **line)
         self.log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}{point}")
         last = epoch + 1 == cfg.epochs or self.step >= self.schedule.total_steps
         if (epoch + 1) % cfg.checkpoint_every == 0 or last:
@@ -251,7 +275,7 @@ class _Loop:
         terms and the last good checkpoint."""
         terms = describe_terms(self.parts.objective)
         if self.main:
-            self.metrics.write(
+            self.record.event(
                 step=self.step + 1, epoch=epoch + 1, event="diverged", what=what, terms=terms
             )
         raise diverged(self.folder, step=self.step + 1, epoch=epoch + 1, what=what, terms=terms)

@@ -6,6 +6,8 @@ help and its range rules. :data:`SCHEMA` and :data:`RULES` are read off these cl
 checked :class:`~fmicl_registry.training.spec.Spec` hands them out (``spec.train.epochs``).
 A component section (``[backbone]``, ``[architecture]``, ``[objective]``, ``[augment]``) is a
 registered ``name`` plus the factory's options, which the factory checks when it is built.
+``[logger]`` holds a table of options per logger that ``train.logger`` names
+(``[logger.tensorboard]``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,16 @@ def _below(high: float) -> Rule:
         return None if value < high else f"must be less than {high:g}"
 
     return rule
+
+
+def _names(value: Any) -> str | None:
+    """Why ``value`` is not a name or a list of distinct names, or None."""
+    names = [value] if isinstance(value, str) else value
+    if not all(isinstance(name, str) and name for name in names):
+        return "must be a name or a list of names (non-empty strings)"
+    if len(set(names)) < len(names):
+        return "must not name a logger twice"
+    return None
 
 
 def _one_of(*choices: str) -> Rule:
@@ -139,6 +151,12 @@ class TrainSection:
         1, "write a checkpoint every this many epochs (and at the end)", _at_least(1)
     )
     progress: bool = key(True, "show a progress bar")
+    logger: str | list[str] | None = key(  # noqa: RUF009 (a default of None, never shared)
+        None,
+        "logger or list of loggers beside metrics.jsonl, e.g. 'tensorboard' (fmicl list "
+        "loggers); their options in [logger.NAME]",
+        _names,
+    )
 
 
 @dataclass(frozen=True)
@@ -173,6 +191,10 @@ SECTIONS: dict[str, type] = {
     "eval": EvalSection,
 }
 
+#: The section of the loggers' options: ``[logger.NAME]`` (a table per logger of
+#: ``train.logger``), checked by the logger's factory when the run starts.
+LOGGER_OPTIONS = "logger"
+
 #: Component sections: section -> the registry kind its ``name`` is looked up in.
 COMPONENTS: dict[str, str | None] = {
     "backbone": "backbones",
@@ -182,13 +204,22 @@ COMPONENTS: dict[str, str | None] = {
 }
 
 _INT, _FLOAT, _BOOL, _STR, _OPT_STR = "integer", "number", "boolean", "string", "string or none"
-_TYPE_NAMES = {"int": _INT, "float": _FLOAT, "bool": _BOOL, "str": _STR, "str | None": _OPT_STR}
+_NAMES = "string or list of strings"
+_TYPE_NAMES = {
+    "int": _INT,
+    "float": _FLOAT,
+    "bool": _BOOL,
+    "str": _STR,
+    "str | None": _OPT_STR,
+    "str | list[str] | None": _NAMES,
+}
 _TYPES: dict[str, tuple[type, ...]] = {
     _INT: (int,),
     _FLOAT: (int, float),
     _BOOL: (bool,),
     _STR: (str,),
     _OPT_STR: (str,),
+    _NAMES: (str, list),
 }
 
 #: The typed keys: section -> key -> (expected type, default, help).
@@ -215,6 +246,7 @@ def defaults() -> dict[str, dict[str, Any]]:
     }
     for section in COMPONENTS:
         data[section] = {"name": None}
+    data[LOGGER_OPTIONS] = {}
     data["objective"]["name"] = "fmicl"
     data["architecture"]["name"] = "simclr"
     return data
@@ -230,17 +262,26 @@ def typename(value: Any) -> str:
 
 
 def _unknown_section(section: str, where: str) -> SpecError:
-    hint = difflib.get_close_matches(section, [*SCHEMA, *COMPONENTS], n=1)
+    sections = [*SCHEMA, *COMPONENTS, LOGGER_OPTIONS]
+    hint = difflib.get_close_matches(section, sections, n=1)
     return SpecError(
         f"{where}: unknown section [{section}]"
         + (f" (did you mean [{hint[0]}]?)" if hint else "")
-        + f"; sections: {', '.join([*SCHEMA, *COMPONENTS])}"
+        + f"; sections: {', '.join(sections)}"
     )
 
 
 def check(section: str, key: str, value: Any, where: str) -> Any:
     """``value`` of ``section.key`` as the spec keeps it (a number as a float), or a
     :class:`SpecError` naming ``where``, the key, and the expected type or range."""
+    if section == LOGGER_OPTIONS:
+        if not isinstance(value, dict):
+            raise SpecError(
+                f"{where}: logger.{key} must be a table of the options of logger {key!r} "
+                f"([logger.{key}] in a file, --set 'logger.{key}={{option=value}}'), got "
+                f"{typename(value)} {value!r}"
+            )
+        return value  # the logger's factory checks them when the run starts
     if section not in SCHEMA and section not in COMPONENTS:
         raise _unknown_section(section, where)
     if section in COMPONENTS:

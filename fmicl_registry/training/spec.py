@@ -37,6 +37,7 @@ from .._toml import loads_toml, read_toml
 from ..errors import SpecError
 from .schema import (
     COMPONENTS,
+    LOGGER_OPTIONS,
     RULES,
     SCHEMA,
     Component,
@@ -206,10 +207,11 @@ def _merge(data: dict[str, dict[str, Any]], raw: dict[str, Any], where: str) -> 
 
 def _remove(data: dict[str, dict[str, Any]], section: str, key: str, where: str) -> None:
     """``section.key=null``: a typed key back to its default, a component's option (or data
-    set option) removed so that the factory's default applies, a component's name unset."""
+    set option, or a logger's options table) removed so that the factory's default applies, a
+    component's name unset."""
     if section in SCHEMA and key in SCHEMA[section]:
         data[section][key] = SCHEMA[section][key][1]
-    elif section in COMPONENTS or section == "data":
+    elif section in COMPONENTS or section in ("data", LOGGER_OPTIONS):
         if key == "name" and section in COMPONENTS:
             data[section] = {"name": defaults()[section]["name"]}  # its options go with it
         else:
