@@ -34,6 +34,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -198,7 +199,8 @@ def encoder_from_run(
     The checkpoint is read verified (:func:`.training.run_folder.open_run`: checksum,
     weights-only, ``previous.pt`` when ``last.pt`` is unusable); the model is rebuilt from the
     run's ``spec.toml`` through the registry and loaded strictly. The image shape and
-    normalisation come from the pretraining data set, which is opened (not read through).
+    normalisation are those the checkpoint records; a checkpoint of an older version records
+    none, and the pretraining data set is opened for them (not read through).
     """
     from .architectures import default_backbone
     from .components import build
@@ -206,22 +208,11 @@ def encoder_from_run(
 
     opened = open_run(Path(run_dir), list(overrides), log)
     spec = opened.spec
-    data = spec.dataset
-    try:
-        pretrain = build(
-            "datasets",
-            data.name,
-            root=data.root,
-            download=False,
-            split="pretrain",
-            **spec.dataset_options(),
-        )
-    except FmiclError as err:
-        raise CheckpointError(
-            f"{opened.folder.path}: the encoder's input shape and normalisation are read from "
-            f"the data set it was trained on ({data.name!r}), which cannot be opened: {err}. "
-            "Point at it with --set data.root=FOLDER (Python: overrides=['data.root=FOLDER'])"
-        ) from None
+    recorded = _recorded_inputs(opened.state.get("inputs"))
+    if recorded is not None:  # what the checkpoint says the inputs are: no data needed
+        pretrain: Any = recorded
+    else:
+        pretrain = _open_pretrain(opened, build)
     text = getattr(pretrain, "modality", "image") == "text"
     shape = None if text else tuple(int(v) for v in pretrain.input_shape)
     architecture, objective = spec.architecture.name, spec.objective.name
@@ -256,6 +247,43 @@ def encoder_from_run(
         step=int(opened.state["step"]),
     )
     return encoder, info, encoder is backbone
+
+
+def _open_pretrain(opened: Any, build: Callable[..., Any]) -> Any:
+    """The run's pretraining data set, opened for its shape and statistics (runs whose
+    checkpoints do not record them)."""
+    spec = opened.spec
+    data = spec.dataset
+    try:
+        return build(
+            "datasets",
+            data.name,
+            root=data.root,
+            download=False,
+            split="pretrain",
+            **spec.dataset_options(),
+        )
+    except FmiclError as err:
+        raise CheckpointError(
+            f"{opened.folder.path}: the encoder's input shape and normalisation are read from "
+            f"the data set it was trained on ({data.name!r}), which cannot be opened: {err}. "
+            "Point at it with --set data.root=FOLDER (Python: overrides=['data.root=FOLDER'])"
+        ) from None
+
+
+def _recorded_inputs(value: Any) -> Any:
+    """The ``inputs`` a checkpoint recorded (image shape, mean, std), or None when it has
+    none or they are malformed (the data set is then opened instead)."""
+    if not isinstance(value, dict):
+        return None
+    shape, mean, std = value.get("input_shape"), value.get("mean"), value.get("std")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(map(_is_count, shape))):
+        return None
+    if not (isinstance(mean, list) and isinstance(std, list)):
+        return None
+    if not (_floats(mean, shape[0]) and _floats(std, shape[0])):
+        return None
+    return SimpleNamespace(input_shape=tuple(shape), mean=tuple(mean), std=tuple(std))
 
 
 # ------------------------------------------------------------------------------ writing

@@ -50,6 +50,9 @@ class Parts:
     #: The spec with every default it was built with filled in (:mod:`.resolve`): what the
     #: run folder's ``spec.toml`` records and ``fmicl train --print-spec`` shows.
     spec: Spec | None = None
+    #: What the encoder's inputs are (images: ``input_shape``, ``mean``, ``std``), recorded in
+    #: each checkpoint so that ``fmicl export`` does not need the data again.
+    inputs: dict[str, list[Any]] | None = None
 
 
 def build(spec: Spec, *, device: torch.device = CPU, rank: int = 0) -> Parts:
@@ -64,6 +67,11 @@ def build(spec: Spec, *, device: torch.device = CPU, rank: int = 0) -> Parts:
     else:
         parts = _build_images(spec, pretrain_set, options, device, rank)
         recipe = spec.augment.name or pretrain_set.default_recipe
+        parts.inputs = {
+            "input_shape": [int(v) for v in pretrain_set.input_shape],
+            "mean": [float(v) for v in pretrain_set.mean],
+            "std": [float(v) for v in pretrain_set.std],
+        }
     parts.spec = resolve(spec, backbone=_backbone_name(spec), recipe=recipe)
     return parts
 

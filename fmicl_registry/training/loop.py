@@ -268,6 +268,7 @@ class _Loop:
                 optimizer=self.optimizer,
                 scheduler=self.scheduler,
                 spec=self.spec,
+                inputs=self.parts.inputs,
             )
 
     def diverged(self, epoch: int, what: str) -> NoReturn:

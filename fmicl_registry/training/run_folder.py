@@ -71,9 +71,10 @@ class RunFolder:
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         spec: Spec,
+        inputs: dict[str, Any] | None = None,
     ) -> Path:
         """Everything a resume needs, as ``checkpoints/last.pt`` (the last one kept as
-        ``previous.pt``)."""
+        ``previous.pt``), and what the encoder's ``inputs`` are (for ``fmicl export``)."""
         state = {
             "format": ckpt.FORMAT,
             "version": __version__,
@@ -85,6 +86,8 @@ class RunFolder:
             "rng": ckpt.rng_state(),
             "spec": spec.data,  # what a resume is compared with
         }
+        if inputs is not None:
+            state["inputs"] = inputs
         return ckpt.rotate_and_save(state, self.checkpoints)
 
     def last_checkpoint(self) -> Path | None:

@@ -130,8 +130,29 @@ def test_export_of_a_run_without_checkpoint_says_so(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.safetensors"))
 
 
-def test_export_reads_the_data_where_data_root_points(tmp_path: Path) -> None:
+def test_export_needs_no_data_the_checkpoint_records_the_inputs(tmp_path: Path) -> None:
     run, root, _ = shared_cifar_run()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(
+        cli, ["export", str(run), "--out", str(tmp_path), "--set", f"data.root={empty}"]
+    )
+    assert result.exit_code == 0, result.output
+    info = fm.load_encoder(tmp_path / "cifar.safetensors").encoder_info
+    cifar = fm.build("datasets", "cifar10", root=root, split="pretrain")
+    assert info.input_shape == (3, 32, 32) and info.mean == cifar.mean and info.std == cifar.std
+
+
+def test_export_of_an_older_run_reads_the_data_where_data_root_points(tmp_path: Path) -> None:
+    """A checkpoint written before the inputs were recorded: the data set is opened."""
+    from fmicl_registry.training import checkpoint as ckpt
+
+    shared, root, _ = shared_cifar_run()
+    run = tmp_path / "old"
+    shutil.copytree(shared, run)
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    del state["inputs"]
+    ckpt.rotate_and_save(state, run / "checkpoints")
     empty = tmp_path / "empty"
     empty.mkdir()
     result = CliRunner().invoke(
@@ -146,7 +167,7 @@ def test_export_reads_the_data_where_data_root_points(tmp_path: Path) -> None:
         cli, ["export", str(run), "--out", str(tmp_path), "--set", f"data.root={moved}"]
     )
     assert result.exit_code == 0, result.output
-    assert fm.load_encoder(tmp_path / "cifar.safetensors").encoder_info.input_shape == (3, 32, 32)
+    assert fm.load_encoder(tmp_path / "old.safetensors").encoder_info.input_shape == (3, 32, 32)
     embedded = CliRunner().invoke(
         cli,
         ["embed", str(run), "--set", f"data.root={moved}", "--dataset", "cifar10",
