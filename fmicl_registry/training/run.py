@@ -69,7 +69,8 @@ def train(
         >>> result = fm.train("digits", tempfile.mkdtemp(), overrides=tiny, log=lambda m: None)
         >>> 0.0 <= result.report["metrics"]["linear_top1"] <= 1.0, result.run_dir.name
         (True, 'digits')
-        >>> result.encoder(fm.data.digits(split="test")[0][0][None].float()).shape
+        >>> image, label = fm.build("datasets", "digits", split="test")[0]
+        >>> result.encoder(image[None].float()).shape
         torch.Size([1, 128])
     """
     with given_objects(
