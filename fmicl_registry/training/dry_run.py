@@ -17,6 +17,7 @@ import torch
 from .batches import EpochBatches
 from .build import build
 from .device import resolve_device
+from .loggers import build_loggers
 from .optim import Schedule
 from .spec import Spec
 
@@ -65,6 +66,7 @@ def dry_run(spec: Spec) -> DryRun:
         ('small_cnn', 20.0)
     """
     device = resolve_device(spec.run.device)
+    build_loggers(spec)  # an unknown logger, a bad option or a missing package fails here too
     torch.manual_seed(spec.run.seed)
     parts = build(spec, device=device)
     size = len(cast(Sized, parts.pretrain))

@@ -33,10 +33,11 @@ FREE_KEYS = frozenset(
         "train.progress",
         "train.log_every",
         "train.checkpoint_every",
+        "train.logger",  # what watches the run, not what it computes
     }
 )
 
-_ALLOWED_TEXT = "train.epochs (to more epochs), eval.*, " + ", ".join(sorted(FREE_KEYS))
+_ALLOWED_TEXT = "train.epochs (to more epochs), eval.*, logger.*, " + ", ".join(sorted(FREE_KEYS))
 
 
 def _flat(spec: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def compare_specs(
     def allowed(key: str, before: Any, after: Any) -> bool:
         if key == "train.epochs":
             return isinstance(before, int) and isinstance(after, int) and after > before
-        return key in FREE_KEYS or key.startswith("eval.")
+        return key in FREE_KEYS or key.startswith(("eval.", "logger."))
 
     def show(value: Any) -> str:
         return "(unset)" if value is missing else repr(value)

@@ -163,6 +163,19 @@ def test_a_resumed_run_shows_each_step_once(tmp_path: Path) -> None:
         assert [event.step for event in events.Histograms(tag)] == [22]
 
 
+def test_tensorboard_may_be_switched_on_when_a_run_is_resumed(tmp_path: Path) -> None:
+    """What watches a run does not change what it computes: ``train.logger`` and the
+    ``[logger.*]`` tables may change on resume (extending a run here)."""
+    run = train(load_spec(None, SETTINGS), tmp_path, log=_quiet).run_dir
+    assert not (run / "tensorboard").exists()
+    overrides = ["train.epochs=3", "train.logger=tensorboard", "logger.tensorboard={flush_secs=1}"]
+    train(None, resume=run, overrides=overrides, log=_quiet)
+    steps = [step for step, _ in _scalars(_events(run), "train/loss")]
+    assert steps and min(steps) > 22 and steps == sorted(steps)  # only the new epoch's steps
+    with pytest.raises(fm.FmiclError, match=r"train\.lr: 0\.05 -> 0\.1"):  # still refused
+        train(None, resume=run, overrides=["train.epochs=4", "train.lr=0.1"], log=_quiet)
+
+
 def test_without_the_tensorboard_package_the_error_names_the_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -157,3 +157,9 @@ def test_defaults_without_a_toml_form_are_named_not_written(odd_backbone: None) 
     text = spec.to_toml()
     assert "# act, pads, note: not set, the component chooses" in text
     assert resolve(spec, backbone="odd", recipe="digits").data == spec.data  # idempotent
+
+
+def test_dry_run_checks_the_loggers_too() -> None:
+    result = CliRunner().invoke(cli, ["train", "--dry-run", "--set", "train.logger=tensorbord"])
+    assert result.exit_code == 2
+    assert "tensorboard" in result.output  # the did-you-mean
