@@ -694,8 +694,9 @@ def train(
 
     With --resume RUN, the run continues from its last verified checkpoint with its own
     spec.toml; --set may change only keys that keep the run meaningful (train.epochs to more
-    epochs, eval.*, train.progress, train.log_every, train.checkpoint_every, data.num_workers,
-    data.root, run.device): any other change is refused, naming the keys.
+    epochs, eval.*, train.logger, logger.*, train.progress, train.log_every,
+    train.checkpoint_every, data.num_workers, data.root, run.device): any other change is
+    refused, naming the keys.
     """
     from .training import load_spec
     from .training import train as run_training
