@@ -152,6 +152,14 @@ def term_magnitude(
         >>> value > 3.4e38, where.startswith("the positive term")
         (True, True)
     """
+    # autograd on, also when the objective is built under torch.no_grad() or inference_mode()
+    with torch.inference_mode(False), torch.enable_grad():
+        return _term_magnitude(divergence, similarity, alpha, points)
+
+
+def _term_magnitude(
+    divergence: Divergence, similarity: Similarity, alpha: float, points: int
+) -> tuple[float, str]:
     low, high = (float(v) for v in similarity.value_range())
     width = max(high - low, 1.0)
     s = torch.linspace(low, high, points, dtype=torch.float64, requires_grad=True)

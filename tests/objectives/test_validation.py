@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -78,3 +80,20 @@ def test_objective_runs_on_the_meta_device() -> None:
         torch.empty(8, 4, device="meta"), torch.empty(8, 4, device="meta")
     )
     assert loss.device.type == "meta" and loss.shape == ()
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_objectives_can_be_built_where_autograd_is_off(mode: Any) -> None:
+    """Loading a model for inference builds its objective inside ``torch.no_grad()`` (or
+    inference mode): building checks the terms' range with autograd, which must still work."""
+    import fmicl_registry as fm
+
+    with mode():
+        for name in fm.registry().names("objectives"):
+            fm.build("objectives", name)
+        for divergence in ("kl", "js", "neyman", "tsallis"):
+            objective = fm.FMICL(divergence=divergence)
+            assert objective.alpha == 40.0
+    z1, z2 = torch.randn(8, 4, requires_grad=True), torch.randn(8, 4)
+    objective(z1, z2).backward()  # built without autograd, it still trains
+    assert z1.grad is not None and torch.isfinite(z1.grad).all()
