@@ -1,6 +1,6 @@
 """Built-in plugin: the augmentation recipes: SimCLR's (Chen et al. 2020, which Lu et al. 2023
-use for images), one for small grayscale digits (with a batched form run on the device) and
-the evaluation transform."""
+use for images) and one for small grayscale digits, both with a batched form run on the
+device, and the evaluation transform."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ def register_augmentations(register: Any) -> None:
     """``simclr``, ``digits`` and ``none``."""
     from fmicl_registry.data.augment import digits_recipe, none_recipe, simclr_recipe, with_batched
     from fmicl_registry.data.batch import BatchDigits
+    from fmicl_registry.data.batch_simclr import BatchSimCLR
 
     register(
         name="simclr",
-        factory=simclr_recipe,
+        factory=with_batched(simclr_recipe, BatchSimCLR),
         description="SimCLR: random resized crop, flip, colour jitter, grayscale, blur from 96 "
-        "px (Chen et al. 2020) (crop_scale, flip_p, jitter, jitter_p, grayscale_p, blur, ...)",
+        "px (Chen et al. 2020); batched on the device (crop_scale, flip_p, jitter, jitter_p, "
+        "grayscale_p, blur, ...)",
     )
     register(
         name="digits",

@@ -23,7 +23,7 @@ under ``root`` (default :func:`default_root`: ``$FMICL_DATA_DIR`` or
 :class:`DatasetError` says where they should be and how to get them.
 
 Augmentation recipes (registered in the ``augmentations`` kind; :func:`get_augmentation`):
-``"simclr"``, ``"digits"`` (with a batched form run on the device), ``"none"``.
+``"simclr"`` and ``"digits"`` (both with a batched form run on the device), ``"none"``.
 """
 
 from __future__ import annotations

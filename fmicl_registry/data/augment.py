@@ -68,24 +68,94 @@ def blur_kernel_size(size: int) -> int:
     return kernel if kernel % 2 else kernel + 1
 
 
-def simclr_recipe(
-    input_shape: Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
-    *,
-    crop_scale: tuple[float, float] = (0.08, 1.0),
-    flip_p: float = 0.5,
-    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
-    jitter_p: float = 0.8,
-    grayscale_p: float = 0.2,
-    blur: bool | None = None,
-    blur_p: float = 0.5,
-    blur_sigma: tuple[float, float] = (0.1, 2.0),
-) -> Transform:
-    """The SimCLR recipe; ``blur=None`` blurs only images of 96 pixels or more.
+def _pair(name: str, value: Any) -> tuple[float, float]:
+    """``value`` as two numbers ``(low, high)``, or an error naming the option."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise AugmentationError(f"{name} must be two numbers (low, high), got {value!r}") from None
+    return low, high
 
-    ``jitter`` is (brightness, contrast, saturation, hue); one-channel images get brightness
-    and contrast only, and no grayscale step (it would do nothing).
+
+def _probability(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise AugmentationError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SimCLROptions:
+    """The options of the ``simclr`` recipe, shared by :func:`simclr_recipe` (per image) and
+    its batched form :class:`~fmicl_registry.data.batch_simclr.BatchSimCLR`, which check
+    them alike.
+
+    ``crop_scale``: the random resized crop's area range, ``0 < low <= high <= 1`` (aspect
+    ratio 3/4 to 4/3); ``flip_p``: horizontal flip probability; ``jitter``: colour jitter
+    strengths (brightness, contrast, saturation, hue), each factor drawn from
+    ``[max(0, 1 - s), 1 + s]`` (hue: ``[-s, s]``, ``s <= 0.5``), the four applied in a random
+    order with probability ``jitter_p``; ``grayscale_p``: grayscale probability; ``blur``: a
+    Gaussian blur (kernel ~10% of the size, sigma drawn from ``blur_sigma``) with probability
+    ``blur_p``, by default (``None``) only for images of 96 pixels or more.
+
+    Example:
+        >>> from fmicl_registry.data.augment import SimCLROptions
+        >>> SimCLROptions(crop_scale=[0.2, 1]).crop_scale
+        (0.2, 1.0)
+    """
+
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    flip_p: float = 0.5
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    jitter_p: float = 0.8
+    grayscale_p: float = 0.2
+    blur: bool | None = None
+    blur_p: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+
+    def __post_init__(self) -> None:
+        low, high = _pair("crop_scale", self.crop_scale)
+        if not 0 < low <= high <= 1:
+            raise AugmentationError(
+                f"crop_scale must satisfy 0 < low <= high <= 1 (fractions of the image's "
+                f"area), got {self.crop_scale!r}"
+            )
+        object.__setattr__(self, "crop_scale", (low, high))
+        try:
+            jitter = tuple(float(v) for v in self.jitter)
+        except (TypeError, ValueError):
+            jitter = ()
+        if len(jitter) != 4 or min(jitter) < 0 or jitter[3] > 0.5:
+            raise AugmentationError(
+                "jitter must be four non-negative numbers (brightness, contrast, saturation, "
+                f"hue) with hue <= 0.5, got {self.jitter!r}"
+            )
+        object.__setattr__(self, "jitter", jitter)
+        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p"):
+            object.__setattr__(self, name, _probability(name, getattr(self, name)))
+        if self.blur is not None and not isinstance(self.blur, bool):
+            raise AugmentationError(
+                f"blur must be true, false or left out (blur from 96 pixels), got {self.blur!r}"
+            )
+        low, high = _pair("blur_sigma", self.blur_sigma)
+        if not 0 < low <= high:
+            raise AugmentationError(
+                f"blur_sigma must satisfy 0 < low <= high, got {self.blur_sigma!r}"
+            )
+        object.__setattr__(self, "blur_sigma", (low, high))
+
+    def blurs(self, height: int, width: int) -> bool:
+        """Whether images of ``height`` x ``width`` are blurred (``blur=None``: from 96 px)."""
+        return min(height, width) >= 96 if self.blur is None else self.blur
+
+
+def simclr_recipe(
+    input_shape: Sequence[int], mean: Sequence[float], std: Sequence[float], **options: Any
+) -> Transform:
+    """The SimCLR recipe; ``options`` are the fields of :class:`SimCLROptions`
+    (``blur=None`` blurs only images of 96 pixels or more).
+
+    One-channel images get brightness and contrast jitter only, and no grayscale step (it
+    would do nothing).
 
     Example:
         >>> import torch
@@ -96,24 +166,23 @@ def simclr_recipe(
     """
     from torchvision.transforms import v2
 
+    o = SimCLROptions(**options)
     channels, height, width = (int(s) for s in input_shape)
-    brightness, contrast, saturation, hue = jitter
+    brightness, contrast, saturation, hue = o.jitter
     steps: list[Any] = [
-        v2.RandomResizedCrop((height, width), scale=crop_scale, antialias=True),
-        v2.RandomHorizontalFlip(p=flip_p),
+        v2.RandomResizedCrop((height, width), scale=o.crop_scale, antialias=True),
+        v2.RandomHorizontalFlip(p=o.flip_p),
     ]
     if channels == 3:
         colour = v2.ColorJitter(brightness, contrast, saturation, hue)
     else:
         colour = v2.ColorJitter(brightness=brightness, contrast=contrast)
-    steps.append(v2.RandomApply([colour], p=jitter_p))
-    if channels == 3 and grayscale_p > 0:
-        steps.append(v2.RandomGrayscale(p=grayscale_p))
-    if blur is None:
-        blur = min(height, width) >= 96
-    if blur:
+    steps.append(v2.RandomApply([colour], p=o.jitter_p))
+    if channels == 3 and o.grayscale_p > 0:
+        steps.append(v2.RandomGrayscale(p=o.grayscale_p))
+    if o.blurs(height, width):
         kernel = blur_kernel_size(min(height, width))
-        steps.append(v2.RandomApply([v2.GaussianBlur(kernel, sigma=blur_sigma)], p=blur_p))
+        steps.append(v2.RandomApply([v2.GaussianBlur(kernel, sigma=o.blur_sigma)], p=o.blur_p))
     return v2.Compose(steps + _finish(mean, std))
 
 
@@ -222,6 +291,7 @@ def options_signature(factory: Any, options: type[Any]) -> None:
     setattr(factory, "__signature__", inspect.Signature([*fixed, *keywords]))  # noqa: B010
 
 
+options_signature(simclr_recipe, SimCLROptions)
 options_signature(digits_recipe, DigitsOptions)
 
 
@@ -314,7 +384,9 @@ def get_batch_augmentation(
         >>> from fmicl_registry.data import get_batch_augmentation
         >>> type(get_batch_augmentation("digits", (1, 8, 8), (0.3,), (0.4,))).__name__
         'BatchDigits'
-        >>> print(get_batch_augmentation("simclr", (3, 32, 32), (0.5,) * 3, (0.2,) * 3))
+        >>> type(get_batch_augmentation("simclr", (3, 32, 32), (0.5,) * 3, (0.2,) * 3)).__name__
+        'BatchSimCLR'
+        >>> print(get_batch_augmentation("none", (3, 32, 32), (0.5,) * 3, (0.2,) * 3))
         None
     """
     from ..components import ComponentSpec, check_options, registry
