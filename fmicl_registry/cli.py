@@ -354,17 +354,19 @@ def cli(debug: bool) -> None:
 
 
 def _show_plugin_warnings_plainly() -> None:
-    """A plugin that fails is reported as one 'warning:' line on stderr, not a Python warning."""
+    """A plugin that fails, or a spec that runs but probably not as meant, is reported as one
+    "warning:" line on stderr, not as a Python warning with its file and line."""
     import warnings
 
     from .plugins import PluginWarning
+    from .training.schema import SpecWarning
 
     previous = warnings.showwarning
     if getattr(previous, "__name__", "") == "_show_plainly":  # already in place
         return
 
     def _show_plainly(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
-        if issubclass(category, PluginWarning):
+        if issubclass(category, PluginWarning | SpecWarning):
             click.echo(f"warning: {message}", err=True)
         else:
             previous(message, category, *args, **kwargs)
@@ -641,7 +643,7 @@ _set_option = click.option(
     metavar="SECTION.KEY=VALUE",
     help="Override a spec value (repeatable), e.g. --set train.epochs=5. The value is TOML "
     "(a bare word is a string); nested options are an inline table "
-    "(--set 'objective.similarity_options={scale=0.5}'); null removes the key.",
+    "(--set 'objective.similarity_options={mu=0.5}'); null removes the key.",
 )
 _out_option = click.option(
     "--out",
@@ -657,7 +659,7 @@ def _split(values: str) -> list[str]:
 
 
 @cli.command()
-@click.argument("spec", required=False, type=click.Path(dir_okay=False))
+@click.argument("spec", required=False)
 @_set_option
 @_out_option
 @click.option(
@@ -710,14 +712,17 @@ def train(
         raise click.UsageError(
             "--print-spec and --dry-run describe a new run; a run folder's spec is its spec.toml"
         )
-    if print_spec or dry_run:
+    if dry_run:
         from .training.dry_run import dry_run as plan_run
 
         plan = plan_run(load_spec(spec, list(overrides)))
-        if dry_run:
-            click.echo("".join(f"# {line}\n" for line in plan.summary()), nl=False)
-            click.echo("# a dry run: nothing was trained or written")
+        click.echo("".join(f"# {line}\n" for line in plan.summary()), nl=False)
+        click.echo("# a dry run: nothing was trained, downloaded or written")
         click.echo(plan.spec.to_toml(), nl=False)
+    elif print_spec:
+        from .training.dry_run import resolved_spec
+
+        click.echo(resolved_spec(load_spec(spec, list(overrides))).to_toml(), nl=False)
     elif resume:
         run_training(None, out, resume=resume, overrides=list(overrides), log=_log)
     else:
@@ -729,18 +734,25 @@ def train(
 def specs_command(name: str | None) -> None:
     """List the experiment specs that ship with fmicl, or print the spec NAME (a starting
     point for your own: fmicl specs NAME > my_run.toml). Each runs by name: fmicl train NAME."""
-    from .training.spec import bundled_specs, spec_path
+    from .training.spec import bundled_specs
 
+    bundled = bundled_specs()
     if name is not None:
-        path = spec_path(name)
-        if path not in bundled_specs().values():
-            raise CommandError(f"{name!r} is a file, not a bundled spec; read it directly")
-        click.echo(path.read_text(encoding="utf-8"), nl=False)
+        key = name.removesuffix(".toml")
+        if key not in bundled:
+            import difflib
+
+            hint = difflib.get_close_matches(key, bundled, n=1)
+            raise CommandError(
+                f"no bundled spec named {name!r}; the bundled specs: {', '.join(bundled)}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            )
+        click.echo(bundled[key].read_text(encoding="utf-8"), nl=False)
         return
     from rich.table import Table
 
     table = Table("name", "what it runs", box=None)
-    for spec_name, path in bundled_specs().items():
+    for spec_name, path in bundled.items():
         table.add_row(spec_name, _first_sentence(path))
     console().print(table)
 
@@ -782,7 +794,7 @@ def eval_command(run_dir: str, overrides: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.argument("spec", required=False, type=click.Path(dir_okay=False))
+@click.argument("spec", required=False)
 @click.option(
     "--divergences",
     default="kl,js,pearson,sh,tsallis,vlc",

@@ -150,9 +150,22 @@ def _label(value: Any, index: int) -> int:
 def _stats(data: Any, source: _Images, size: int) -> tuple[Sequence[float], Sequence[float]]:
     mean, std = getattr(data, "mean", None), getattr(data, "std", None)
     channels = source.shape[0]
-    if mean is not None and std is not None:
-        return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    given = _per_channel(mean, channels), _per_channel(std, channels)
+    if given[0] is not None and given[1] is not None:  # the data set's own statistics
+        return given[0], given[1]
     picks = torch.linspace(0, size - 1, min(size, STATS_SAMPLE)).round().long().unique()
     sample = torch.stack([source[int(i)] for i in picks]).float() / 255.0
     pixels = sample.transpose(0, 1).reshape(channels, -1)
     return pixels.mean(dim=1).tolist(), pixels.std(dim=1).clamp_min(1e-3).tolist()
+
+
+def _per_channel(value: Any, channels: int) -> tuple[float, ...] | None:
+    """``value`` as one float per channel, or None when it is not that (a method named
+    ``mean``, as a tensor has, is not a statistic)."""
+    if not isinstance(value, Sequence | torch.Tensor) or isinstance(value, str):
+        return None
+    try:
+        floats = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return floats if len(floats) == channels else None

@@ -518,6 +518,15 @@ class FMICL(nn.Module):
                 f"negatives must be one of {', '.join(NEGATIVES)}; got {negatives!r}"
             )
         chunk_rows(1, 1, chunk_size)  # validates
+        for name, given in (
+            ("divergence_options", divergence_options),
+            ("similarity_options", similarity_options),
+        ):
+            if given is not None and not isinstance(given, Mapping):
+                raise ObjectiveError(
+                    f"{name} must be a table of options, e.g. {{gamma = 0.5}} (in a spec: "
+                    f"{name} = {{...}}; --set 'objective.{name}={{...}}'), got {given!r}"
+                )
         self.divergence = _divergence(divergence, divergence_options)
         options = {k: v for k, v in (("gamma", gamma), ("mu", mu)) if v is not None}
         options.update(similarity_options or {})

@@ -72,7 +72,8 @@ def build(spec: Spec, *, device: torch.device = CPU, rank: int = 0) -> Parts:
             "mean": [float(v) for v in pretrain_set.mean],
             "std": [float(v) for v in pretrain_set.std],
         }
-    parts.spec = resolve(spec, backbone=_backbone_name(spec), recipe=recipe)
+    batched = isinstance(parts.views, BatchViews) if recipe is not None else None
+    parts.spec = resolve(spec, backbone=_backbone_name(spec), recipe=recipe, batched=batched)
     return parts
 
 

@@ -1,9 +1,11 @@
 """A dry run: build everything a spec describes, train nothing, write nothing.
 
-``fmicl train --dry-run`` (and ``--print-spec``) read the data, build the model and check the
-batches as :func:`~fmicl_registry.training.train` would, then say what the run would be: the
-resolved spec with every default filled in (:mod:`.resolve`), the data's size, the steps, the
-model's size and the device. A spec that cannot run fails here with the error ``train`` gives.
+``fmicl train --dry-run`` reads the data, builds the model and checks the batches as
+:func:`~fmicl_registry.training.train` would, then says what the run would be: the resolved
+spec with every default filled in (:mod:`.resolve`), the data's size, the steps, the model's
+size and the device. A spec that cannot run fails here with the error ``train`` gives.
+``--print-spec`` (:func:`resolved_spec`) needs the data only for the data set's default
+augmentation recipe. Neither downloads anything.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from typing import cast
 
 import torch
 
+from ..errors import SpecError
 from .batches import EpochBatches
-from .build import build
+from .build import Parts, _backbone_name, build
 from .device import resolve_device
 from .loggers import build_loggers
 from .optim import Schedule
+from .resolve import resolve
 from .spec import Spec
 
 
@@ -54,7 +58,8 @@ class DryRun:
 
 
 def dry_run(spec: Spec) -> DryRun:
-    """Build the run ``spec`` describes on its device and say what it would do.
+    """Build the run ``spec`` describes on its device and say what it would do. Nothing is
+    downloaded (``data.download`` is recorded, not acted on) or written.
 
     Example:
         >>> from fmicl_registry.training import load_spec
@@ -68,13 +73,13 @@ def dry_run(spec: Spec) -> DryRun:
     device = resolve_device(spec.run.device)
     build_loggers(spec)  # an unknown logger, a bad option or a missing package fails here too
     torch.manual_seed(spec.run.seed)
-    parts = build(spec, device=device)
+    parts = _build_without_download(spec, device)
     size = len(cast(Sized, parts.pretrain))
     cfg = spec.train
     EpochBatches(size, batch_size=cfg.batch_size, seed=spec.run.seed)  # the batches' checks
     schedule = Schedule.of(cfg, steps_per_epoch=size // cfg.batch_size)
     return DryRun(
-        spec=parts.spec or spec,
+        spec=_with_download(parts.spec or spec, spec.dataset.download),
         device=str(device),
         pretrain_size=size,
         input_shape=parts.input_shape,
@@ -83,6 +88,51 @@ def dry_run(spec: Spec) -> DryRun:
         parameters=_count(parts.model),
         encoder_parameters=_count(parts.encoder),
     )
+
+
+def resolved_spec(spec: Spec) -> Spec:
+    """``spec`` with every default filled in (``fmicl train --print-spec``), from the built
+    run when its data can be opened; else from the registry alone, without the data set's
+    default augmentation recipe (a comment says why). Nothing is downloaded or written.
+
+    Example:
+        >>> from fmicl_registry.training import load_spec
+        >>> from fmicl_registry.training.dry_run import resolved_spec
+        >>> spec = resolved_spec(load_spec("cifar10_simclr_resnet18", ["data.root=/nowhere"]))
+        >>> spec["backbone"]["name"], spec["augment"]["name"], "augment" in spec.comments
+        ('resnet18', 'simclr', False)
+    """
+    build_loggers(spec)
+    try:
+        parts = _build_without_download(spec, torch.device("cpu"))
+    except SpecError as err:
+        if not str(err).startswith("[data]"):
+            raise
+        resolved = resolve(spec, backbone=_backbone_name(spec), recipe=spec.augment.name)
+        if spec.augment.name is None:
+            resolved.comments["augment"] = (
+                "name not set: the data set's default recipe (the data set could not be "
+                "opened to say which; fmicl train --dry-run says why)"
+            )
+        return resolved
+    return _with_download(parts.spec or spec, spec.dataset.download)
+
+
+def _build_without_download(spec: Spec, device: torch.device) -> Parts:
+    if not spec.dataset.download:
+        return build(spec, device=device)
+    try:
+        return build(spec.with_overrides(["data.download=false"]), device=device)
+    except SpecError as err:
+        raise SpecError(
+            f"{err} (a dry run does not download: the run itself will, as data.download is "
+            "true)"
+        ) from None
+
+
+def _with_download(spec: Spec, download: bool) -> Spec:
+    data = {**spec.data, "data": {**spec.data["data"], "download": download}}
+    return Spec(data, source=spec.source, comments=spec.comments)
 
 
 def _count(module: torch.nn.Module) -> int:

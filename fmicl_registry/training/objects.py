@@ -167,20 +167,69 @@ def _backbone_factory(backbone: Any) -> Any:
             nonlocal handed  # the first build trains the module given; later ones, copies
             if handed:
                 return copy.deepcopy(initial)
+            _check_features(backbone, input_shape, type(backbone).__name__)
             handed = True
             return cast(nn.Module, backbone)
 
         return from_module
     if callable(backbone):
+        label = getattr(backbone, "__name__", type(backbone).__name__)
 
         def from_callable(input_shape: Any = None) -> nn.Module:
-            return backbone(input_shape)
+            try:
+                made = backbone(input_shape)
+            except TypeError as err:
+                raise SpecError(
+                    f"the backbone callable {label} must take the input shape (C, H, W) and "
+                    f"return an nn.Module: calling it with {input_shape} failed ({err})"
+                ) from None
+            if not isinstance(made, nn.Module):
+                raise SpecError(
+                    f"the backbone callable {label} returned a {type(made).__name__}, not an "
+                    "nn.Module"
+                )
+            _check_features(made, input_shape, label)
+            return made
 
         return from_callable
     raise SpecError(
         f"backbone must be an nn.Module or a callable input_shape -> nn.Module, got "
         f"{type(backbone).__name__}"
     )
+
+
+def _check_features(module: Any, input_shape: Any, label: str) -> None:
+    """``module`` has an int ``output_dim`` and gives that many features for a batch of
+    ``input_shape`` (checked once, in eval mode, before any training)."""
+    dim = getattr(module, "output_dim", None)
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        raise SpecError(
+            f"the backbone {label} needs an int attribute output_dim (the size of its "
+            "features), which the projection head is built for"
+        )
+    if input_shape is None:
+        return
+    import torch
+
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            features = module(torch.zeros(2, *input_shape))
+    except Exception as err:  # the user's module: say what it was given
+        raise SpecError(
+            f"the backbone {label} failed on a batch of images of shape (2, "
+            f"{', '.join(map(str, input_shape))}): {type(err).__name__}: {err}"
+        ) from None
+    finally:
+        module.train(was_training)
+    if not isinstance(features, torch.Tensor) or tuple(features.shape) != (2, dim):
+        shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features)
+        raise SpecError(
+            f"the backbone {label} says output_dim = {dim}, but for 2 images of shape "
+            f"{tuple(input_shape)} it returns {shape}, not (2, {dim}): set output_dim to its "
+            "feature size, or flatten its output"
+        )
 
 
 def _augmentation_factory(augmentation: Callable[..., Any]) -> Any:

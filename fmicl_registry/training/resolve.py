@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .schema import SCHEMA
@@ -28,16 +29,20 @@ _FIXED = {
 }
 
 
-def resolve(spec: Spec, *, backbone: str, recipe: str | None) -> Spec:
+def resolve(
+    spec: Spec, *, backbone: str, recipe: str | None, batched: bool | None = None
+) -> Spec:
     """``spec`` with every default filled in: ``backbone`` and ``recipe`` (None for a text
-    run, which has no augmentation) are the names the build chose; each component's options
-    get their factory's defaults.
+    run, which has no augmentation) are the names the build chose, ``batched`` whether the
+    recipe runs batched on the device (None: unknown, not recorded); each component's options
+    get their factory's defaults. A relative ``data.root`` or ``data.eval_root`` becomes
+    absolute (a run folder is read from anywhere).
 
     Example:
         >>> from fmicl_registry.training import load_spec
         >>> from fmicl_registry.training.resolve import resolve
         >>> spec = resolve(load_spec(None, ["architecture.name=simclr"]),
-        ...                backbone="small_cnn", recipe="digits")
+        ...                backbone="small_cnn", recipe="digits", batched=True)
         >>> spec["backbone"], spec["architecture"]["out_dim"], spec["augment"]["batched"]
         ({'name': 'small_cnn', 'width': 32, 'output_dim': 128}, 512, True)
         >>> spec.comments["architecture"]
@@ -80,7 +85,11 @@ def resolve(spec: Spec, *, backbone: str, recipe: str | None) -> Spec:
     fill("architecture", "architectures", architecture)
     fill("objective", "objectives", objective)
     if recipe is not None:
-        fill("augment", "augmentations", recipe, {"batched": True})
+        fill("augment", "augmentations", recipe, {} if batched is None else {"batched": batched})
+    for key in ("root", "eval_root"):
+        folder = data["data"].get(key)
+        if isinstance(folder, str) and folder and not Path(folder).expanduser().is_absolute():
+            data["data"][key] = str(Path(folder).resolve())
     return Spec(data, source=spec.source, comments=comments)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import difflib
 import tomllib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -251,7 +252,12 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         return section, key, REMOVED
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as err:
+        if raw.strip()[:1] in ("{", "[", '"', "'"):  # meant as a table, a list or a string
+            raise SpecError(
+                f"--set {text!r}: the value is not valid TOML ({err}); a table is written "
+                "{key = value, other = 2}, a list [1, 2], a string \"text\""
+            ) from None
         value = raw.strip()
     return section, key, value
 
@@ -309,11 +315,25 @@ def load_spec(path: str | Path | None = None, overrides: list[str] | None = None
     """
     source = default_spec_path() if path is None else spec_path(path)
     raw = read_toml(source, "spec", SpecError)
+    if not raw:
+        warnings.warn(
+            f"{source} sets nothing: the run uses every default (fmicl train --print-spec "
+            "shows them)",
+            SpecWarning,
+            stacklevel=2,
+        )
     data = defaults()
     _merge(data, raw, str(source))
     _apply(data, overrides or [])
     validate(data, str(source) + (" with --set" if overrides else ""))
-    return Spec(copy.deepcopy(data), source="<default digits spec>" if path is None else str(path))
+    bundled = {file: name for name, file in bundled_specs().items()}
+    if path is None:
+        label = "<default digits spec>"
+    elif source in bundled:
+        label = f"<bundled spec {bundled[source]}>"
+    else:
+        label = str(path)
+    return Spec(copy.deepcopy(data), source=label)
 
 
 def spec_from_toml(text: str, where: str) -> Spec:

@@ -99,3 +99,16 @@ def test_specs_lists_the_bundled_specs_and_prints_one(tmp_path: Path) -> None:
     assert load_spec(copy).data == load_spec().data  # a starting point that is the default
     unknown = CliRunner().invoke(cli, ["specs", "digit"])
     assert unknown.exit_code == 2 and "did you mean 'digits'" in unknown.output
+
+
+def test_a_folder_or_file_named_like_a_bundled_spec_does_not_hide_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").mkdir()  # e.g. the run folder of `fmicl train --out .`
+    printed = CliRunner().invoke(cli, ["train", "digits", "--print-spec"])
+    assert printed.exit_code == 0, printed.output
+    assert "# resolved from <bundled spec digits>" in printed.output
+    (tmp_path / "digits.toml").write_text('[run]\nname = "mine"\n')
+    shown = CliRunner().invoke(cli, ["specs", "digits.toml"])
+    assert shown.exit_code == 0 and 'name = "digits"' in shown.output  # the bundled one

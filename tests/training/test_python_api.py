@@ -169,6 +169,14 @@ class _NoDim(torch.nn.Module):
         return self.body(x) if hasattr(self, "body") else x
 
 
+class _Dim(_NoDim):
+    output_dim = 64
+
+
+class _WrongDim(_NoDim):
+    output_dim = 99
+
+
 @pytest.mark.parametrize(
     ("objects", "message"),
     [
@@ -183,6 +191,9 @@ class _NoDim(torch.nn.Module):
             "item 2 of the data set is an image of shape (1, 5, 5), but item 0's is (1, 4, 4)",
         ),
         ({"dataset": [], "backbone": None}, "is empty"),
+        ({"backbone": _WrongDim()}, "says output_dim = 99, but for 2 images of shape (1, 8, 8)"),
+        ({"backbone": _Dim}, "must take the input shape (C, H, W)"),
+        ({"backbone": lambda shape: 3}, "returned a int, not an nn.Module"),
         ({"dataset": object()}, "needs __len__ and __getitem__"),
     ],
 )
@@ -207,5 +218,11 @@ def test_options_for_a_section_an_object_replaces_are_refused(tmp_path: Path) ->
         fm.train(None, tmp_path, overrides=QUICK, backbone=_Dim(), log=_quiet)
 
 
-class _Dim(_NoDim):
-    output_dim = 64
+def test_a_plain_uint8_tensor_is_a_data_set(tmp_path: Path) -> None:
+    images = digits(split="pretrain").images  # uint8 (N, 1, 8, 8): Tensor.mean is a method
+    from fmicl_registry.data.adapt import as_image_dataset
+
+    adapted = as_image_dataset(images)
+    assert adapted.input_shape == (1, 8, 8) and len(adapted) == len(images)
+    expected = images.float().div(255).mean().item()
+    assert abs(adapted.mean[0] - expected) < 0.02  # measured on a sample

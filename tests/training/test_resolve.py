@@ -163,3 +163,48 @@ def test_dry_run_checks_the_loggers_too() -> None:
     result = CliRunner().invoke(cli, ["train", "--dry-run", "--set", "train.logger=tensorbord"])
     assert result.exit_code == 2
     assert "tensorboard" in result.output  # the did-you-mean
+
+
+def test_print_spec_needs_no_data_and_nothing_downloads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundled spec's resolved form can be read before its data is fetched, and neither
+    --print-spec nor --dry-run acts on data.download."""
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "cifar"
+    args = ["cifar10_simclr_resnet18", "--set", "data.download=true", "--set", f"data.root={root}"]
+    printed = CliRunner().invoke(cli, ["train", *args, "--print-spec"])
+    assert printed.exit_code == 0, printed.output
+    spec = tomllib.loads(printed.output)
+    assert spec["backbone"]["name"] == "resnet18" and spec["augment"]["name"] == "simclr"
+    assert spec["data"]["download"] is True and spec["data"]["root"] == str(root)
+    shown = CliRunner().invoke(cli, ["train", *args, "--dry-run"])
+    assert shown.exit_code == 2 and "a dry run does not download" in shown.output
+    assert not root.exists() and list(tmp_path.iterdir()) == []
+    # without a recipe in the spec and without data, the comment says why it is missing
+    bare = CliRunner().invoke(
+        cli, ["train", "--print-spec", "--set", "data.name=cifar10", "--set", "augment.name=null",
+              "--set", f"data.root={root}"],
+    )  # fmt: skip
+    assert bare.exit_code == 0, bare.output
+    assert "# name not set: the data set's default recipe" in bare.output
+
+
+def test_the_recorded_spec_says_what_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "images").mkdir()
+    spec = build(load_spec(None, ["augment.name=none", "data.root=images"])).spec
+    assert spec is not None
+    assert spec["augment"]["batched"] is False  # 'none' has no batched form: per image ran
+    assert spec["data"]["root"] == str(tmp_path / "images")  # absolute: readable from anywhere
+    assert build(load_spec(None, [])).spec["augment"]["batched"] is True  # type: ignore[index]
+
+
+def test_an_empty_spec_is_warned_about(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# nothing yet\n")
+    with pytest.warns(UserWarning, match="sets nothing: the run uses every default"):
+        load_spec(empty)
+    result = CliRunner().invoke(cli, ["train", str(empty), "--print-spec"])
+    assert result.exit_code == 0
+    assert "warning: " in result.stderr and "Warning" not in result.stderr  # one plain line

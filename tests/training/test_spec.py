@@ -249,3 +249,30 @@ def test_an_unknown_spec_name_lists_the_bundled_ones(
 def test_a_folder_is_not_a_spec(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="is a folder"):
         load_spec(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("objective.similarity_options={mu=0.5", "not valid TOML"),
+        ("objective.similarity_options=[1, 2", "not valid TOML"),
+        ('run.name="open', "not valid TOML"),
+    ],
+)
+def test_a_value_meant_as_toml_that_is_not_is_refused(override: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        load_spec(None, [override])
+
+
+@pytest.mark.parametrize("value", ["abc", "[1, 2]", "5"])
+def test_nested_options_that_are_not_a_table_exit_2(value: str) -> None:
+    from click.testing import CliRunner
+
+    from fmicl_registry.cli import cli
+
+    for key in ("divergence_options", "similarity_options"):
+        result = CliRunner().invoke(
+            cli, ["train", "--print-spec", "--set", f"objective.{key}={value}"]
+        )
+        assert result.exit_code == 2, result.output
+        assert f"{key} must be a table of options" in result.output
