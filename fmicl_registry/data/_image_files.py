@@ -4,8 +4,11 @@ Shared by the folder-backed data sets (``images``, ``imagefolder``).
 
 - :func:`find_images` lists the image files under a folder, recursively, in sorted order:
   hidden files and folders (names starting with ``.``) and files without an image extension
-  are ignored; symbolic links are followed, but a folder reached twice (a link loop) is read
-  once.
+  (:data:`IMAGE_EXTENSIONS`, any case) are ignored. Links to files are read; links to folders
+  are not followed (as :func:`os.walk` does by default: a link may lead outside the folder,
+  to ``/etc`` or to the parent that holds the runs being written, or loop), and neither are
+  fmicl run folders (:func:`is_run_folder`, so ``data.root=.`` does not train on the plots of
+  earlier runs written under it); both are returned, for a warning naming them.
 - :func:`check_image` is the cheap check made while scanning: PIL opens the file and reads
   its header only (no pixel decoding). Zero-byte files, random bytes with an image name,
   unsupported modes and decompression bombs (more than twice PIL's ``MAX_IMAGE_PIXELS``)
@@ -14,6 +17,8 @@ Shared by the folder-backed data sets (``images``, ``imagefolder``).
   resizes and center-crops it. With ``replace_unreadable`` an image that fails to decode is
   replaced by the next readable one (deterministic) and recorded in a shared-memory flag per
   file, so failures in data-loader worker processes are seen by the main process.
+
+Multi-frame files (animated GIF or WebP, multi-page TIFF) are read as their first frame.
 
 Colour conversion (:func:`to_rgb`): orientation from the EXIF tag is applied; 8-bit modes
 (grey ``L``, ``1``, palette ``P``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``) are converted by
@@ -29,8 +34,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path, PurePath
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 
@@ -45,52 +50,115 @@ SUPPORTED_MODES = frozenset(
 SHOWN = 5
 
 
-def image_extensions() -> tuple[str, ...]:
-    """The file name endings read as images: torchvision's ``IMG_EXTENSIONS`` (lower case)."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS
+#: The file name endings read as images (compared in lower case): torchvision's
+#: ``IMG_EXTENSIONS`` and ``.gif``, listed here so that they do not change with torchvision.
+IMAGE_EXTENSIONS = (
+    ".bmp",
+    ".gif",
+    ".jpeg",
+    ".jpg",
+    ".pgm",
+    ".png",
+    ".ppm",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
+#: The largest ``image_size``: a ``4096 x 4096`` image is 48 MiB as ``uint8`` and 192 MiB as
+#: the ``float32`` a model reads, per image of a batch; larger sizes would run out of memory.
+MAX_IMAGE_SIZE = 4096
 
-    return tuple(IMG_EXTENSIONS)
+
+def image_extensions() -> tuple[str, ...]:
+    """The file name endings read as images (lower case): :data:`IMAGE_EXTENSIONS`."""
+    return IMAGE_EXTENSIONS
 
 
 def is_image_name(name: str) -> bool:
     """Whether ``name`` ends with an image extension (case-insensitive)."""
-    return name.lower().endswith(image_extensions())
+    return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def find_images(root: Path) -> list[str]:
-    """The image files under ``root``, recursively: paths relative to ``root`` with ``/``
-    separators, sorted. Hidden names (``.*``) and non-image names are skipped; links are
-    followed, each real folder is read once (a link loop ends)."""
-    found: list[str] = []
+def check_image_size(name: str, size: object) -> int:
+    """``size`` if it is a valid ``image_size`` (an int from 1 to :data:`MAX_IMAGE_SIZE`), else
+    a :class:`DatasetError` saying why, for the data set ``name``."""
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise DatasetError(f"data set {name!r}: image_size must be a positive int, got {size!r}")
+    if size > MAX_IMAGE_SIZE:
+        mib = 3 * size * size * 4 / 2**20
+        raise DatasetError(
+            f"data set {name!r}: image_size {size} is too large (at most {MAX_IMAGE_SIZE}): "
+            f"every image would be resized to {size} x {size}, {mib:,.0f} MiB of float32 pixels "
+            "each, more than a batch can hold in memory; use a size the model expects (32, 64, "
+            "96, 224, ...), e.g. --set data.image_size=224"
+        )
+    return size
+
+
+def is_run_folder(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` is a run folder that ``fmicl train`` wrote: it holds ``spec.toml`` and
+    a ``checkpoints/`` folder or ``metrics.jsonl``."""
+    path = Path(folder)
+    try:
+        return (path / "spec.toml").is_file() and (
+            (path / "checkpoints").is_dir() or (path / "metrics.jsonl").is_file()
+        )
+    except OSError:
+        return False
+
+
+class FoundImages(NamedTuple):
+    """What :func:`find_images` found under a folder: paths relative to it, ``/``-separated,
+    sorted."""
+
+    #: The image files (links to files included).
+    files: list[str]
+    #: Links to folders, not followed.
+    linked_folders: list[str]
+    #: fmicl run folders (:func:`is_run_folder`), not read.
+    run_folders: list[str]
+
+
+def find_images(root: Path) -> FoundImages:
+    """The image files under ``root``, recursively, and what was passed over (see
+    :class:`FoundImages`). Hidden names (``.*``) and non-image names are skipped; links to
+    folders and run folders below ``root`` are not entered (``root`` itself is read even if
+    it is a link or a run folder: it was named explicitly); each real folder is read once."""
+    files: list[str] = []
+    links: list[str] = []
+    runs: list[str] = []
     seen: set[tuple[int, int]] = set()
-
-    def walk(folder: Path, relative: PurePath) -> None:
+    stack: list[tuple[Path, str]] = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
         try:
             info = folder.stat()
+            key = (info.st_dev, info.st_ino)
+            if key in seen:  # a bind mount of a folder above: read once
+                continue
+            seen.add(key)
+            entries = list(os.scandir(folder))
         except OSError:
-            return
-        key = (info.st_dev, info.st_ino)
-        if key in seen:
-            return
-        seen.add(key)
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError:
-            return
+            continue
         for entry in entries:
             if entry.name.startswith("."):
                 continue
+            relative = prefix + entry.name
             try:
-                is_dir = entry.is_dir()  # follows links
+                is_link = entry.is_symlink()
+                is_dir = entry.is_dir()  # follows a link, to tell links to folders apart
             except OSError:
-                is_dir = False
-            if is_dir:
-                walk(Path(entry.path), relative / entry.name)
+                is_link = is_dir = False
+            if is_dir and is_link:
+                links.append(relative)
+            elif is_dir:
+                if is_run_folder(entry.path):
+                    runs.append(relative)
+                else:
+                    stack.append((Path(entry.path), relative + "/"))
             elif is_image_name(entry.name):
-                found.append((relative / entry.name).as_posix())
-
-    walk(root, PurePath())
-    return sorted(found)
+                files.append(relative)
+    return FoundImages(sorted(files), sorted(links), sorted(runs))
 
 
 def check_image(path: str | os.PathLike[str]) -> str | None:
@@ -194,7 +262,7 @@ class FolderImages:
     ) -> None:
         self.root = root
         self.files = list(files)
-        self.size = size
+        self.size = check_image_size(name, size)
         self.name = name
         self.replace_unreadable = replace_unreadable
         self.unreadable = torch.zeros(len(self.files), dtype=torch.bool)

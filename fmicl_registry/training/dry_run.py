@@ -125,8 +125,7 @@ def _build_without_download(spec: Spec, device: torch.device) -> Parts:
         return build(spec.with_overrides(["data.download=false"]), device=device)
     except SpecError as err:
         raise SpecError(
-            f"{err} (a dry run does not download: the run itself will, as data.download is "
-            "true)"
+            f"{err} (a dry run does not download: the run itself will, as data.download is true)"
         ) from None
 
 

@@ -29,9 +29,7 @@ _FIXED = {
 }
 
 
-def resolve(
-    spec: Spec, *, backbone: str, recipe: str | None, batched: bool | None = None
-) -> Spec:
+def resolve(spec: Spec, *, backbone: str, recipe: str | None, batched: bool | None = None) -> Spec:
     """``spec`` with every default filled in: ``backbone`` and ``recipe`` (None for a text
     run, which has no augmentation) are the names the build chose, ``batched`` whether the
     recipe runs batched on the device (None: unknown, not recorded); each component's options

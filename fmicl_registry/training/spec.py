@@ -256,7 +256,7 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         if raw.strip()[:1] in ("{", "[", '"', "'"):  # meant as a table, a list or a string
             raise SpecError(
                 f"--set {text!r}: the value is not valid TOML ({err}); a table is written "
-                "{key = value, other = 2}, a list [1, 2], a string \"text\""
+                '{key = value, other = 2}, a list [1, 2], a string "text"'
             ) from None
         value = raw.strip()
     return section, key, value

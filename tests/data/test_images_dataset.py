@@ -70,9 +70,15 @@ EXPECTED = [
 
 def test_finds_images_recursively_in_sorted_order_and_ignores_the_rest(tmp_path: Path) -> None:
     _modes_folder(tmp_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # every file here is readable: no warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         ds = images(tmp_path, image_size=16)
+    # Every file here is readable; the one warning names the link, which is not followed.
+    assert [str(w.message) for w in caught] == [
+        f"data set 'images' under {tmp_path}: not following 1 link(s) to folders (modes/loop): "
+        "a link may lead outside the folder or loop; move or copy a folder into it to read its "
+        "images"
+    ]
     assert ds.files == EXPECTED and ds.root == tmp_path
     assert len(ds) == 8 and not ds.in_memory and ds.unreadable_files() == []
     assert ds.labels.tolist() == [-1] * 8 and ds.num_classes == 0 and ds.classes is None
@@ -82,6 +88,7 @@ def test_finds_images_recursively_in_sorted_order_and_ignores_the_rest(tmp_path:
         assert image.dtype == torch.uint8 and image.shape == (3, 16, 16) and label == -1
 
 
+@pytest.mark.filterwarnings("ignore:data set 'images' under")  # the link modes/loop
 def test_modes_are_converted_to_rgb_as_documented(tmp_path: Path) -> None:
     _modes_folder(tmp_path)
     ds = images(tmp_path, image_size=8)
@@ -212,3 +219,164 @@ def test_a_decompression_bomb_is_skipped_not_decoded(
     with pytest.warns(UserWarning, match=r"huge\.png \(DecompressionBombError"):
         ds = images(tmp_path, image_size=4)
     assert ds.files == ["small.png"] and ds.unreadable_files() == ["huge.png"]
+
+
+def _passed_over_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if "data set 'images' under" in str(w.message)]
+
+
+def test_links_to_folders_are_not_followed_links_to_files_are(tmp_path: Path) -> None:
+    """``zoo/loop -> ..`` would reach the parent (and the runs written there), ``zoo/outside``
+    a folder elsewhere (``/etc``): neither is read, one warning names both; a link to a file
+    is read."""
+    zoo, elsewhere = tmp_path / "zoo", tmp_path / "elsewhere"
+    _png(zoo / "a.png", _noise(8, 8, 0))
+    _png(zoo / "sub" / "b.png", _noise(8, 8, 1))
+    _png(tmp_path / "runs" / "digits" / "loss.png", _noise(8, 8, 2))  # in the parent
+    _png(elsewhere / "secret.png", _noise(8, 8, 3))
+    os.symlink("..", zoo / "loop")
+    os.symlink(elsewhere, zoo / "outside")
+    os.symlink(zoo / "sub", zoo / "alias")  # inside root, but a link too: not followed
+    os.symlink(elsewhere / "secret.png", zoo / "file_link.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = images(zoo, image_size=4)
+        again = images(zoo, split="test", image_size=4)  # the same folder: no new warning
+    assert ds.files == ["a.png", "file_link.png", "sub/b.png"] == again.files
+    (message,) = _passed_over_warnings(caught)
+    assert "not following 3 link(s) to folders (alias, loop, outside)" in message
+    assert "move or copy a folder into it" in message
+    # Nothing but links to folders: the error says they were not followed.
+    (tmp_path / "only_links").mkdir()
+    os.symlink(zoo, tmp_path / "only_links" / "zoo")
+    with pytest.warns(UserWarning), pytest.raises(DatasetError) as error:
+        images(tmp_path / "only_links")
+    assert "links to folders, not followed: zoo" in str(error.value)
+    # The root may itself be a link: it was named explicitly.
+    os.symlink(zoo / "sub", tmp_path / "root_link")
+    assert images(tmp_path / "root_link", image_size=4).files == ["b.png"]
+
+
+def _run_folder(path: Path) -> None:
+    """What ``fmicl train`` leaves in a run folder, with plots."""
+    path.mkdir(parents=True)
+    (path / "spec.toml").write_text("[run]\nname = 'x'\n")
+    (path / "checkpoints").mkdir()
+    _png(path / "loss.png", _noise(8, 8, 5))
+    _png(path / "nested" / "distances.png", _noise(8, 8, 6))
+
+
+def test_run_folders_under_root_are_not_read_with_one_warning(tmp_path: Path) -> None:
+    _png(tmp_path / "photos" / "a.png", _noise(8, 8, 0))
+    _run_folder(tmp_path / "runs" / "digits")
+    _run_folder(tmp_path / "runs" / "digits-2")
+    # A spec.toml alone does not make a run folder: these images are read.
+    _png(tmp_path / "notes" / "b.png", _noise(8, 8, 1))
+    (tmp_path / "notes" / "spec.toml").write_text("")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = images(tmp_path, image_size=4)
+        images(tmp_path, split="test", image_size=4)
+    assert ds.files == ["notes/b.png", "photos/a.png"]
+    (message,) = _passed_over_warnings(caught)
+    assert "not reading 2 fmicl run folder(s) (runs/digits, runs/digits-2)" in message
+    assert "give --out a folder outside data.root" in message
+    # The root itself is read even if it is a run folder (named explicitly).
+    assert images(tmp_path / "runs" / "digits", image_size=4).files == [
+        "loss.png",
+        "nested/distances.png",
+    ]
+
+
+def test_a_second_run_with_root_dot_does_not_read_the_first_runs_plots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fmicl train --set data.root=. --out runs`` twice: the second sees the same images."""
+    from click.testing import CliRunner
+
+    from fmicl_registry.cli import cli
+
+    for i in range(12):
+        _png(tmp_path / "photos" / f"{i:02d}.png", _noise(10, 12, i))
+    monkeypatch.chdir(tmp_path)
+    settings = [
+        "data.name=images",
+        "data.root=.",
+        "data.image_size=8",
+        "train.epochs=1",
+        "train.batch_size=6",
+        "train.warmup_epochs=0.0",
+        "train.progress=false",
+        "backbone.width=4",
+        "backbone.output_dim=8",
+        "architecture.out_dim=8",
+        "run.name=first",
+    ]
+    args = [a for s in settings for a in ("--set", s)]
+    first = CliRunner().invoke(cli, ["train", *args, "--out", "runs"])
+    assert first.exit_code == 0, first.output
+    assert list((tmp_path / "runs" / "first").glob("*.png"))  # plots the next run could read
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        second = CliRunner().invoke(cli, ["train", *args, "--out", "runs", "--dry-run"])
+    assert second.exit_code == 0, second.output
+    assert "# data: images, 12 items" in second.output
+    (message,) = _passed_over_warnings(caught)
+    assert "fmicl run folder(s) (runs/first)" in message
+
+
+def test_image_size_above_the_limit_is_refused_saying_why(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from fmicl_registry.cli import cli
+    from fmicl_registry.data._image_files import MAX_IMAGE_SIZE
+
+    _png(tmp_path / "a.png", _noise(8, 8, 0))
+    assert MAX_IMAGE_SIZE == 4096 and images(tmp_path, image_size=4096).input_shape[1] == 4096
+    with pytest.raises(DatasetError) as caught:
+        images(tmp_path, image_size=4097)
+    message = str(caught.value)
+    assert "image_size 4097 is too large (at most 4096)" in message
+    assert "MiB of float32 pixels each" in message and "--set data.image_size=224" in message
+    with pytest.raises(DatasetError, match="image_size must be a positive int"):
+        images(tmp_path, image_size=True)
+    for cls in ("cat", "dog"):  # imagefolder shares the limit
+        _png(tmp_path / "labelled" / "train" / cls / "x.png", _noise(8, 8, 1))
+    with pytest.raises(DatasetError, match=r"'imagefolder': image_size 5000 is too large"):
+        imagefolder(root=tmp_path / "labelled", image_size=5000)
+    args = ["--set", "data.name=images", "--set", f"data.root={tmp_path}"]
+    result = CliRunner().invoke(
+        cli, ["train", *args, "--set", "data.image_size=100000", "--dry-run"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "image_size 100000 is too large (at most 4096)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_gif_files_are_read_as_their_first_frame(tmp_path: Path) -> None:
+    red, blue = Image.new("RGB", (10, 10), (255, 0, 0)), Image.new("RGB", (10, 10), (0, 0, 255))
+    red.save(tmp_path / "anim.gif", save_all=True, append_images=[blue], duration=100)
+    clear = Image.new("P", (6, 6), 0)
+    clear.putpalette([0, 0, 0, 0, 200, 0])
+    clear.save(tmp_path / "CLEAR.GIF", transparency=0)  # upper case, transparent
+    Image.new("L", (6, 6), 90).save(tmp_path / "grey.gif")
+    ds = images(tmp_path, image_size=4)
+    assert ds.files == ["CLEAR.GIF", "anim.gif", "grey.gif"] and ds.unreadable_files() == []
+    assert set(ds[0][0].unique().tolist()) == {255}  # transparent over white
+    assert ds[1][0][:, 0, 0].tolist() == [255, 0, 0]  # the first frame, not the blue one
+    assert set(ds[2][0].unique().tolist()) == {90}
+
+
+def test_readme_and_docstring_list_exactly_the_extensions_read() -> None:
+    import importlib
+
+    from fmicl_registry.data._image_files import IMAGE_EXTENSIONS, is_image_name
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### Your own images", 1)[1].split("\n### ", 1)[0]
+    listed = re.findall(r"`(\.[a-z]+)`", section)
+    assert tuple(listed) == IMAGE_EXTENSIONS
+    doc = importlib.import_module("fmicl_registry.data.images").__doc__ or ""
+    assert tuple(re.findall(r"``(\.[a-z]+)``", doc.split("\n\n")[1])) == IMAGE_EXTENSIONS
+    assert all(is_image_name(f"x{e.upper()}") for e in IMAGE_EXTENSIONS)
+    assert not any(is_image_name(f"x{e}") for e in (".txt", ".svg", ".heic", ".pdf"))
