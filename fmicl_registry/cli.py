@@ -358,8 +358,8 @@ def _show_plugin_warnings_plainly() -> None:
     "warning:" line on stderr, not as a Python warning with its file and line."""
     import warnings
 
+    from .errors import SpecWarning
     from .plugins import PluginWarning
-    from .training.schema import SpecWarning
 
     previous = warnings.showwarning
     if getattr(previous, "__name__", "") == "_show_plainly":  # already in place

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import inspect
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .encoder_export import EncoderInfo, load_encoder, refuse_existing, write_atomic
+from .encoder_export import EncoderInfo, check_outputs, load_encoder, write_atomic
 from .errors import DatasetError, FmiclError
 
 #: The output suffixes :meth:`Embeddings.save` writes.
@@ -71,7 +72,7 @@ class Embeddings:
             ['emb.npy', 'emb.csv']
         """
         paths = output_paths(path)
-        refuse_existing(paths, force)
+        check_outputs(paths, force)  # every file, before any is written
         target = paths[0]
         features = self.features.detach().cpu().float()
         files = self.files if self.files is not None else [""] * len(self)
@@ -204,7 +205,7 @@ def embed(
     device: str | torch.device = "cpu",
     num_workers: int = 0,
     overrides: Sequence[str] = (),
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> Embeddings:
     """Features of every image of ``data`` by the encoder of ``source``.
 
@@ -221,8 +222,13 @@ def embed(
             and the data loader's worker processes.
         overrides: for a run folder, where its training data is now (``["data.root=..."]``):
             the encoder's image shape and normalisation are read from it.
+        log: where the messages go (``print`` to see the progress). By default (None) none
+            is printed, and those that need attention (image files that could not be
+            decoded, a checkpoint that fell back to ``previous.pt``) are Python warnings.
 
-    Returns an :class:`Embeddings` (features, labels, files), in the data set's order.
+    Returns an :class:`Embeddings` (features, labels, files), in the data set's order. An
+    image file that fails to decode (a truncated PNG) has no row: the data set reads the
+    next image in its place, and those rows are dropped, with one message naming the files.
 
     Example (the encoder of a tiny digits run, on the digits test split):
         >>> import tempfile, fmicl_registry as fm
@@ -231,16 +237,17 @@ def embed(
         ...         "backbone.width=8",
         ...         "eval.linear_epochs=1", "eval.baselines=false"]
         >>> run = fm.train(fm.load_spec(None, tiny), tempfile.mkdtemp(), log=lambda m: None)
-        >>> result = fm.embed(run.run_dir, digits(split="test"), log=lambda m: None)
+        >>> result = fm.embed(run.run_dir, digits(split="test"))
         >>> result.features.shape, result.labels[:3].tolist(), result.files
         (torch.Size([360, 128]), [1, 4, 8], None)
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise FmiclError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    notify = _warn if log is None else log  # what needs attention
     encoder = (
         source
         if isinstance(source, nn.Module)
-        else load_encoder(source, overrides=overrides, log=log)
+        else load_encoder(source, overrides=overrides, log=notify)
     )
     info = getattr(encoder, "encoder_info", None)
     if not isinstance(info, EncoderInfo):
@@ -271,8 +278,47 @@ def embed(
         if len(files) != len(data_set):
             raise DatasetError(f"the data set lists {len(files)} files for {len(data_set)} items")
     features, labels = _features(encoder, info, data_set, batch_size, device, num_workers)
-    log(f"embedded {len(labels)} images: {info.output_dim} features each")
+    dropped = _undecodable(data_set, files)
+    if dropped:
+        keep = [i for i, f in enumerate(files or []) if f not in dropped]
+        features, labels = features[keep], labels[keep]
+        files = [files[i] for i in keep] if files is not None else None
+        notify(_dropped_line(data_set, files, dropped))
+    if log is not None:
+        log(f"embedded {len(labels)} images: {info.output_dim} features each")
     return Embeddings(features, labels, files)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message.removeprefix("warning: "), UserWarning, stacklevel=3)
+
+
+def _undecodable(data_set: Any, files: list[str] | None) -> set[str]:
+    """The files of ``data_set``'s items that failed to decode while read (the data set
+    returned another image in their place): ``data_set.unreadable_files()`` that are items."""
+    failed = getattr(data_set, "unreadable_files", None)
+    if files is None or not callable(failed):
+        return set()
+    return set(failed()) & set(files)
+
+
+def _dropped_line(data_set: Any, kept: list[str] | None, dropped: set[str]) -> str:
+    """The message naming the image files left out of the embeddings (first few + count)."""
+    from .data._image_files import name_some
+
+    names = sorted(dropped)
+    root = getattr(data_set, "root", None)
+    where = f" under {root}" if root is not None else ""
+    if not kept:
+        raise DatasetError(
+            f"none of the image files{where} could be decoded ({name_some(names)}); check "
+            "that they are images (PNG, JPEG, ...)"
+        )
+    return (
+        f"warning: left out {len(names)} image file{'s' if len(names) != 1 else ''}{where} "
+        f"that could not be decoded (truncated or corrupted), so the output has "
+        f"{len(kept)} rows, one per readable image: {name_some(names)}"
+    )
 
 
 def _features(

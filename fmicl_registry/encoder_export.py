@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -142,6 +143,10 @@ class EncoderInfo:
             if not ok:
                 raise bad(key, "one number per channel" if shape else "null (a text encoder)")
             stats[key] = None if value is None else tuple(float(v) for v in value)
+        if stats["mean"] is not None and not all(math.isfinite(v) for v in stats["mean"]):
+            raise bad("mean", "finite numbers")
+        if stats["std"] is not None and not all(math.isfinite(v) and v > 0 for v in stats["std"]):
+            raise bad("std", "positive numbers (images are divided by them)")
         if not _is_count(data.get("output_dim")):
             raise bad("output_dim", "a feature size >= 1")
         for key, kind, what in (
@@ -218,6 +223,7 @@ def encoder_from_run(
     architecture, objective = spec.architecture.name, spec.objective.name
     assert architecture is not None and objective is not None
     name = spec.backbone.name or default_backbone(architecture)
+    _refuse_python_object(opened.folder.path, "backbone", name)
     options = dict(spec.backbone.options)
     backbone = build(
         "backbones", name, **options, **({} if shape is None else {"input_shape": shape})
@@ -249,11 +255,45 @@ def encoder_from_run(
     return encoder, info, encoder is backbone
 
 
+def _refuse_python_object(run: Path, section: str, name: str | None) -> None:
+    """A :class:`CheckpointError` when the run's ``section`` (``backbone`` or ``data``) was a
+    Python object given to ``fm.train`` (``python.<Class>``, not registered now): the run
+    folder records its name only, so nothing can rebuild it."""
+    from .components import registry
+    from .training.objects import PREFIX
+
+    kind, what, given = (
+        ("datasets", "data set", "dataset")
+        if section == "data"
+        else ("backbones", section, section)
+    )
+    if name is None or not name.startswith(PREFIX) or name in registry().names(kind):
+        return
+    if section == "backbone":
+        how = (
+            "From Python, the trained module is `result.encoder` (result = fm.train(...)): "
+            "save it with torch.save(result.encoder.state_dict(), 'encoder.pt') or "
+            "safetensors.torch.save_file(result.encoder.state_dict(), 'encoder.safetensors'), "
+            "and load those weights into your own class"
+        )
+    else:
+        how = (
+            "its checkpoint predates the recorded input shape and normalisation; pass the "
+            "same object again from Python: fm.train(resume=RUN, dataset=...)"
+        )
+    raise CheckpointError(
+        f"{run}: the run's {what} {name!r} was an object passed to fm.train({given}=...), "
+        f"not a registered {what}; the run folder holds its name, not its code, so fmicl "
+        f"export / fmicl embed / fm.load_encoder cannot rebuild it. {how}"
+    )
+
+
 def _open_pretrain(opened: Any, build: Callable[..., Any]) -> Any:
     """The run's pretraining data set, opened for its shape and statistics (runs whose
     checkpoints do not record them)."""
     spec = opened.spec
     data = spec.dataset
+    _refuse_python_object(opened.folder.path, "data", data.name)
     try:
         return build(
             "datasets",
@@ -289,15 +329,113 @@ def _recorded_inputs(value: Any) -> Any:
 # ------------------------------------------------------------------------------ writing
 
 
-def _target(out: str | os.PathLike[str] | None, run: str, fmt: str, force: bool) -> Path:
-    """Where an export goes: ``out`` (a file, or a folder to put ``<run><suffix>`` in), by
-    default ``<run><suffix>`` in the current folder; an existing file only with ``force``."""
-    name = f"{run}{FORMATS[fmt]}"
+def _target(out: str | os.PathLike[str] | None, run_dir: Path, fmt: str, force: bool) -> Path:
+    """Where an export of ``run_dir`` goes: ``out`` (a file, or a folder to put
+    ``<run><suffix>`` in), by default ``<run><suffix>`` in the current folder; checked by
+    :func:`check_outputs` (an existing file is replaced only with ``force``)."""
+    name = f"{run_dir.resolve().name}{FORMATS[fmt]}"
     path = Path.cwd() / name if out is None else Path(out).expanduser()
+    if out is not None and str(out).endswith(("/", os.sep)) and not path.is_dir():
+        raise FmiclError(
+            f"--out {out}: the folder {path} does not exist; create it first (mkdir -p "
+            f"{path}) or name the file to write"
+        )
     if path.is_dir():
         path = path / name
-    refuse_existing([path], force)
+    check_outputs([path], force, run_dir=run_dir)
     return path
+
+
+def check_outputs(
+    paths: Sequence[Path], force: bool, *, run_dir: str | os.PathLike[str] | None = None
+) -> None:
+    """An :class:`FmiclError` saying what is wrong when one of ``paths`` cannot be written,
+    checked before any work (and before any of them is written): its folder must exist, be a
+    folder and be writable; the path must not be a folder; it must not lie in a run folder's
+    ``checkpoints/`` (links resolved), nor in ``run_dir``'s; an existing file is replaced only
+    with ``force`` (:func:`refuse_existing`).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> (folder / "p1.toml").write_text("")
+        0
+        >>> try:
+        ...     check_outputs([folder / "p1.toml" / "x.npy"], force=False)
+        ... except FmiclError as err:
+        ...     print("is a file, not a folder" in str(err))
+        True
+    """
+    checked: set[Path] = set()
+    for path in paths:
+        _refuse_checkpoints(path, run_dir)
+        if path.is_dir():
+            raise FmiclError(
+                f"{path} is a folder, not a file; the output must be a file name: choose "
+                "another output path (or remove or rename that folder)"
+            )
+        parent = path.parent
+        if parent in checked:
+            continue
+        checked.add(parent)
+        if not parent.is_dir():
+            raise FmiclError(_missing_folder(path))
+        _check_writable(parent)
+    refuse_existing(paths, force)
+
+
+def _missing_folder(path: Path) -> str:
+    """Why ``path`` cannot be written when its folder is not a folder."""
+    for above in path.parents:
+        if os.path.lexists(above) and not above.is_dir():
+            return (
+                f"cannot write {path}: {above} is a file, not a folder; choose an output path "
+                "in a folder"
+            )
+        if above.is_dir():
+            break
+    return (
+        f"cannot write {path}: the folder {path.parent} does not exist; create it first "
+        f"(mkdir -p {path.parent}) or choose an output path in an existing folder"
+    )
+
+
+def _check_writable(folder: Path) -> None:
+    """An :class:`FmiclError` when a file cannot be created in ``folder`` (one is created
+    and removed to tell)."""
+    probe = folder / f".fmicl-write-check.{secrets.token_hex(4)}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as err:
+        raise FmiclError(
+            f"cannot write in the folder {folder}: {err.strerror or err}; choose an output "
+            "path in a folder you can write to"
+        ) from None
+    probe.unlink(missing_ok=True)
+
+
+def _refuse_checkpoints(path: Path, run_dir: str | os.PathLike[str] | None) -> None:
+    """An :class:`FmiclError` when ``path`` lies in the ``checkpoints/`` folder of a run folder
+    (``run_dir``'s, or any that ``fmicl train`` wrote), as written or with links resolved: an
+    output there would replace or sit among the run's checkpoints."""
+    from .data._image_files import is_run_folder
+
+    written = Path(os.path.abspath(path))
+    resolved = path.resolve()
+    folders = [Path(run_dir).resolve() / "checkpoints"] if run_dir is not None else []
+    for candidate in (written, resolved):
+        folders += [
+            above.resolve()
+            for above in candidate.parents
+            if above.name == "checkpoints" and is_run_folder(above.parent)
+        ]
+    for folder in folders:
+        if resolved == folder or folder in resolved.parents:
+            raise FmiclError(
+                f"{path} is in the checkpoints folder of the run {folder.parent} "
+                f"({folder}); an output there would replace the run's own checkpoints: choose "
+                "an output path outside it"
+            )
 
 
 def refuse_existing(paths: Sequence[Path], force: bool) -> None:
@@ -313,7 +451,6 @@ def refuse_existing(paths: Sequence[Path], force: bool) -> None:
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """``write(tmp)`` into a temporary file beside ``path``, then rename it to ``path``: a
     reader never sees half a file, and a failed write leaves nothing behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # umask applies
@@ -380,8 +517,8 @@ def export(
     """
     if format not in FORMATS:
         raise FmiclError(f"no export format {format!r}; choose from {', '.join(FORMATS)}")
+    path = _target(out, Path(run_dir).expanduser(), format, force)  # before the work
     encoder, info, is_backbone = encoder_from_run(run_dir, overrides=overrides, log=log)
-    path = _target(out, info.run, format, force)
     if format == "safetensors":
         _write_safetensors(encoder, info, is_backbone, path)
     elif format == "torchvision":
@@ -521,6 +658,14 @@ def _open_safetensors(
         raise CheckpointError(
             f"{path} is not a file" + (" (it does not exist)" if not path.exists() else "")
         )
+    if _is_program(path):
+        raise CheckpointError(
+            f"{path} is a torch-export program (.pt2, fmicl export --format torch-export); "
+            "fmicl embed and fm.load_encoder do not read it, because loading it runs the "
+            "program it holds (load it yourself, if you trust it, with "
+            "torch.export.load(path).module()). Give the safetensors export instead (fmicl "
+            "export RUN, the default format) or the run folder"
+        )
     loaded: dict[str, torch.Tensor] = {}
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
@@ -544,6 +689,23 @@ def _open_safetensors(
     return info, loaded, metadata.get(DIGEST_KEY, "")
 
 
+def _is_program(path: Path) -> bool:
+    """Whether ``path`` is a torch-export program: named ``.pt2``, or a zip archive with a
+    torch-export ``archive_format`` entry (only the archive's list of names is read)."""
+    import zipfile
+
+    if path.suffix.lower() == ".pt2":
+        return True
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+    return any(n == "archive_format" or n.endswith("/archive_format") for n in names)
+
+
 def load_encoder(
     path: str | os.PathLike[str],
     *,
@@ -558,6 +720,10 @@ def load_encoder(
     strictly, after their SHA-256 is checked against the one recorded at export. A run folder
     is rebuilt from its checkpoint (``overrides`` as for :func:`export`). The module has an
     ``encoder_info`` attribute (:class:`EncoderInfo`: input shape, normalisation, ...).
+
+    An image backbone is first built on the meta device (no memory) and its tensors' names and
+    shapes compared with the file's, so that altered options cannot make it allocate a huge
+    model. A torch-export program (``.pt2``) is refused unread: loading it runs it.
 
     A file that is not such an export, was altered or truncated, names a backbone that is not
     registered, or holds tensors that do not fit it, is a
@@ -588,22 +754,65 @@ def load_encoder(
 
 
 def _rebuild(info: EncoderInfo, tensors: dict[str, torch.Tensor], source: Path) -> nn.Module:
-    from .components import build
-
-    shape = {} if info.input_shape is None else {"input_shape": info.input_shape}
+    """The backbone ``info`` names with ``tensors`` loaded strictly. An image backbone is first
+    built on the meta device (no memory) and its names and shapes compared with the file's,
+    so that options altered to ask for a huge model are refused before anything is
+    allocated (a text backbone loads its pretrained files: it is built directly)."""
     if "input_shape" in info.options:
         raise CheckpointError(
             f"{source}: its metadata gives input_shape among the backbone options; it belongs "
             "in input_shape: the file was altered, export the run again"
         )
+    if info.input_shape is not None:
+        try:
+            with torch.device("meta"):
+                meta = _build_backbone(info, source, meta=True)
+        except CheckpointError:
+            raise
+        except Exception:  # a plugin backbone whose construction needs real tensors
+            meta = None  # (it is then checked once built, as before)
+        if meta is not None:
+            _check_fits(info, meta.state_dict(), tensors, source)
+            _check_output_dim(info, meta, source)
+    encoder = _build_backbone(info, source)
+    _check_fits(info, encoder.state_dict(), tensors, source)
+    _check_output_dim(info, encoder, source)
+    encoder.load_state_dict(tensors, strict=True)
+    return encoder
+
+
+def _build_backbone(info: EncoderInfo, source: Path, *, meta: bool = False) -> nn.Module:
+    """``fm.build("backbones", ...)`` as ``info`` says; a failure is a
+    :class:`CheckpointError` (other than an FmiclError's, raised as is when ``meta``)."""
+    from .components import build
+
+    shape = {} if info.input_shape is None else {"input_shape": info.input_shape}
     try:
         encoder = build("backbones", info.backbone, **info.options, **shape)
-    except FmiclError as err:
+    except Exception as err:
+        if meta and not isinstance(err, FmiclError):
+            raise
+        what = str(err) if isinstance(err, FmiclError) else f"{type(err).__name__}: {err}"
         raise CheckpointError(
             f"{source}: cannot rebuild its backbone {info.backbone!r} with options "
-            f"{info.options} and input shape {info.input_shape}: {err}"
+            f"{info.options} and input shape {info.input_shape}: {what}"
         ) from None
-    expected = encoder.state_dict()
+    if not isinstance(encoder, nn.Module):
+        raise CheckpointError(
+            f"{source}: backbone {info.backbone!r} built a {type(encoder).__name__}, not an "
+            "nn.Module"
+        )
+    return encoder
+
+
+def _check_fits(
+    info: EncoderInfo,
+    expected: Mapping[str, torch.Tensor],
+    tensors: Mapping[str, torch.Tensor],
+    source: Path,
+) -> None:
+    """A :class:`CheckpointError` naming each tensor that the backbone lacks, has and the file
+    lacks, or has of another shape."""
     problems = [f"{k} is missing" for k in expected if k not in tensors]
     problems += [f"{k} is not in the backbone" for k in tensors if k not in expected]
     problems += [
@@ -618,5 +827,13 @@ def _rebuild(info: EncoderInfo, tensors: dict[str, torch.Tensor], source: Path) 
             f"{info.options} and input shape {info.input_shape}: {'; '.join(problems[:5])}"
             f"{more}. The metadata was altered, or the backbone's code changed since the export"
         )
-    encoder.load_state_dict(tensors, strict=True)
-    return encoder
+
+
+def _check_output_dim(info: EncoderInfo, encoder: nn.Module, source: Path) -> None:
+    built = getattr(encoder, "output_dim", None)
+    if isinstance(built, int) and built != info.output_dim:
+        raise CheckpointError(
+            f"{source}: its metadata says output_dim = {info.output_dim}, but backbone "
+            f"{info.backbone!r} built with options {info.options} gives {built} features: the "
+            "file was altered, export the run again (fmicl export RUN)"
+        )

@@ -172,6 +172,11 @@ class SpecError(FmiclError, ValueError):
     """
 
 
+class SpecWarning(UserWarning):
+    """A spec that runs, but probably not as its author meant (a warm-up longer than the run,
+    a spec that sets nothing); the command line prints it as one ``warning:`` line."""
+
+
 class CheckpointError(FmiclError, ValueError):
     """A checkpoint that is missing, unreadable, corrupted, not written by fmicl-registry,
     of another format or of another spec; the message names the file and what to do.

@@ -30,7 +30,7 @@ def register_commands(cli: click.Group) -> None:
 
 
 def _log(message: str) -> None:
-    click.echo(message)
+    click.echo(message, err=message.startswith("warning:"))
 
 
 @click.command("export", context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,7 +47,7 @@ def _log(message: str) -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
+    type=click.Path(),  # a str: a trailing / (a folder meant) is kept
     default=None,
     help="The file to write, or a folder for RUN-NAME.<suffix> [default: the current folder].",
 )
@@ -61,7 +61,7 @@ def _log(message: str) -> None:
     "and normalisation from it.",
 )
 def export_command(
-    run_dir: str, fmt: str, out: Path | None, force: bool, overrides: tuple[str, ...]
+    run_dir: str, fmt: str, out: str | None, force: bool, overrides: tuple[str, ...]
 ) -> None:
     """Write the backbone RUN trained (without the projection head) from its last checkpoint.
 
@@ -138,9 +138,9 @@ def embed_command(
     are read at the size the encoder was trained on and normalised as in training.
     """
     from fmicl_registry.embeddings import embed, output_paths
-    from fmicl_registry.encoder_export import refuse_existing
+    from fmicl_registry.encoder_export import check_outputs
 
-    refuse_existing(output_paths(out), force)  # before the work, not after it
+    check_outputs(output_paths(out), force)  # before the work, not after it
     result = embed(
         source,
         data,

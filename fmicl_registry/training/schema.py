@@ -19,12 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..errors import SpecError
-
-
-class SpecWarning(UserWarning):
-    """A spec that runs, but probably not as its author meant."""
-
+from ..errors import SpecError, SpecWarning
 
 #: A range or choice rule: why a value is refused, or None.
 Rule = Callable[[Any], str | None]

@@ -4,6 +4,8 @@ its file and label, in each output format."""
 from __future__ import annotations
 
 import csv
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -176,3 +178,137 @@ def test_embed_a_folder_of_unlabelled_images_by_default(cifar_export: Path, tmp_
     order = [table["file"].index(n) for n in ("a.png", "b.png", "sub/c.png", "sub/deeper/d.png")]
     got = torch.tensor(table["embedding"])[order]
     torch.testing.assert_close(got, _cifar_reference(images))
+
+
+def _truncate(path: Path) -> None:
+    """Cut ``path`` (a PNG) in half: its header still reads, decoding it fails."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.skipif(not _images_registered(), reason="the images data set is not merged yet")
+def test_an_image_that_fails_to_decode_has_no_row_and_is_named(
+    cifar_export: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    _, _, written = shared_cifar_run()
+    images = written["test"][0]  # type: ignore[index]
+    folder = tmp_path / "photos"
+    write_folder(folder, images, ["a.png", "b.png", "c.png", "d.png"])
+    _truncate(folder / "b.png")
+    with Image.open(folder / "b.png") as opened:  # the header is fine: the scan keeps it
+        assert opened.size == (32, 32)
+    with pytest.raises(OSError), Image.open(folder / "b.png") as opened:
+        opened.load()
+    out = tmp_path / "e.npy"
+    result = CliRunner().invoke(
+        cli, ["embed", str(cifar_export), "--data", str(folder), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "left out 1 image file" in result.output and "b.png" in result.output
+    assert "3 rows" in result.output
+    with (tmp_path / "e.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["file"] for r in rows] == ["a.png", "c.png", "d.png"]
+    assert [int(r["index"]) for r in rows] == [0, 1, 2]
+    expected = _cifar_reference(images)[[0, 2, 3]]
+    torch.testing.assert_close(torch.from_numpy(np.load(out)), expected)
+
+    with pytest.warns(UserWarning, match=r"left out 1 image file.*: b\.png"):
+        embedded = fm.embed(cifar_export, folder, batch_size=2)  # from Python: a warning
+    assert embedded.files == ["a.png", "c.png", "d.png"] and len(embedded.labels) == 3
+    torch.testing.assert_close(embedded.features, expected)
+
+
+def test_embed_prints_nothing_from_python_by_default(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = digits(split="test").subset(range(10))
+    result = fm.embed(shared_digits_run(), data)
+    assert len(result) == 10
+    assert capsys.readouterr().out == ""
+    fm.embed(shared_digits_run(), data, log=print)  # asked for: the progress is printed
+    assert "embedded 10 images" in capsys.readouterr().out
+    export = fm.export(shared_digits_run(), out=tmp_path, log=quiet)
+    (tmp_path / "data").mkdir()
+    cli_run = CliRunner().invoke(
+        cli,
+        ["embed", str(export), "--dataset", "digits", "--data", str(tmp_path / "data"),
+         "--split", "test", "--out", str(tmp_path / "e.pt")],
+    )  # fmt: skip
+    assert cli_run.exit_code == 0, cli_run.output
+    assert "embedded 360 images" in cli_run.output  # the command line still says it
+
+
+def _embed_args(tmp_path: Path) -> list[str]:
+    """``fmicl embed`` of a digits export on an empty folder: reading it fails, so an error
+    about the output shows that the output was checked before any work."""
+    export = fm.export(shared_digits_run(), out=tmp_path, log=quiet)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    return ["embed", str(export), "--data", str(empty)]
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path: Path) -> None:
+    args = _embed_args(tmp_path)
+    (tmp_path / "p1.toml").write_text("[run]\n")
+    cases = {
+        "p1.toml/x.npy": "p1.toml is a file, not a folder",
+        "p1.toml/sub/x.pt": "p1.toml is a file, not a folder",
+        "nowhere/x.npz": "nowhere does not exist",
+    }
+    for out, needle in cases.items():
+        result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / out)])
+        assert result.exit_code == 2, result.output
+        assert needle in result.output and "Traceback" not in result.output
+        assert "no image files" not in result.output  # the data were not read
+    assert not (tmp_path / "nowhere").exists()
+    assert (tmp_path / "p1.toml").read_text() == "[run]\n"
+
+
+def test_a_sidecar_that_is_a_folder_is_refused_even_with_force(tmp_path: Path) -> None:
+    args = _embed_args(tmp_path)
+    (tmp_path / "e.npy").write_text("mine")
+    (tmp_path / "e.csv").mkdir()
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "e.npy"), "--force"])
+    assert result.exit_code == 2, result.output
+    assert "e.csv is a folder" in result.output and "Traceback" not in result.output
+    assert (tmp_path / "e.npy").read_text() == "mine" and (tmp_path / "e.csv").is_dir()
+    from fmicl_registry.embeddings import Embeddings
+
+    embeddings = Embeddings(torch.ones(2, 3), torch.tensor([0, 1]), None)
+    with pytest.raises(fm.FmiclError, match=r"e\.csv is a folder"):
+        embeddings.save(tmp_path / "e.npy", force=True)  # nothing written, not even e.npy
+    assert (tmp_path / "e.npy").read_text() == "mine"
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes in any folder"
+)
+def test_a_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path: Path) -> None:
+    args = _embed_args(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = CliRunner().invoke(cli, [*args, "--out", str(locked / "e.npy")])
+    finally:
+        locked.chmod(0o700)
+    assert result.exit_code == 2, result.output
+    assert f"cannot write in the folder {locked}" in result.output
+    assert "Traceback" not in result.output and not list(locked.iterdir())
+
+
+def test_an_output_in_a_runs_checkpoints_is_refused(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(shared_digits_run(), run)
+    (tmp_path / "data").mkdir()
+    args = ["embed", str(run), "--dataset", "digits", "--data", str(tmp_path / "data")]
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    result = CliRunner().invoke(
+        cli, [*args, "--out", str(run / "checkpoints" / "last.pt"), "--force"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "checkpoints folder of the run" in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before

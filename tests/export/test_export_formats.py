@@ -4,6 +4,7 @@ the registered backbone, a torch.export program) and gives the run's own encoder
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,45 @@ def test_the_commands_help_imports_no_torch(command: str) -> None:
     assert done.returncode == 0, done.stderr
     assert f"Usage: fmicl {command}" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "torch loaded: False"
+
+
+def test_an_export_path_in_a_file_is_refused_before_any_work(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(shared_digits_run(), run)
+    shutil.rmtree(run / "checkpoints")  # reading the run would fail: the output is first
+    (run / "checkpoints").mkdir()
+    (tmp_path / "p1.toml").write_text("[run]\n")
+    result = CliRunner().invoke(
+        cli, ["export", str(run), "--out", str(tmp_path / "p1.toml" / "x.safetensors")]
+    )
+    assert result.exit_code == 2, result.output
+    assert "p1.toml is a file, not a folder" in result.output
+    assert "Traceback" not in result.output and "has no checkpoint" not in result.output
+    assert (tmp_path / "p1.toml").read_text() == "[run]\n"
+    target = tmp_path / "taken"
+    (target / "run.safetensors").mkdir(parents=True)  # --out FOLDER: FOLDER/run.safetensors
+    result = CliRunner().invoke(cli, ["export", str(run), "--out", str(target), "--force"])
+    assert result.exit_code == 2 and "run.safetensors is a folder" in result.output
+    result = CliRunner().invoke(cli, ["export", str(run), "--out", f"{tmp_path / 'new'}/"])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    assert not (tmp_path / "new").exists()  # not a file named like the folder
+
+
+def test_an_export_into_a_runs_checkpoints_is_refused(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(shared_digits_run(), run)
+    last = run / "checkpoints" / "last.pt"
+    kept = last.read_bytes()
+    link = tmp_path / "link.pt"
+    link.symlink_to(last)
+    linked_folder = tmp_path / "ckpts"
+    linked_folder.symlink_to(run / "checkpoints", target_is_directory=True)
+    for out in (last, run / "checkpoints", link, linked_folder / "x.safetensors"):
+        result = CliRunner().invoke(cli, ["export", str(run), "--out", str(out), "--force"])
+        assert result.exit_code == 2, (out, result.output)
+        assert "checkpoints folder of the run" in result.output, result.output
+        assert "Traceback" not in result.output
+    assert last.read_bytes() == kept and link.is_symlink()
+    with pytest.raises(fm.FmiclError, match="checkpoints folder"):
+        fm.export(run, out=last, force=True, log=quiet)
+    assert last.read_bytes() == kept

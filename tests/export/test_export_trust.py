@@ -175,3 +175,93 @@ def test_export_of_an_older_run_reads_the_data_where_data_root_points(tmp_path: 
     )  # fmt: skip
     assert embedded.exit_code == 0, embedded.output
     assert torch.load(tmp_path / "e.pt", weights_only=True)["features"].shape == (4, 512)
+
+
+def test_options_asking_for_a_huge_backbone_are_refused_before_it_is_built(
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmicl_registry import components
+
+    huge = _rewrite(
+        exported, tmp_path / "huge.safetensors", lambda i: i["options"].update(width=100000)
+    )
+    real_build = components.build
+    devices: list[str] = []
+
+    def watched(kind: str, name: str, /, **options: Any) -> Any:
+        device = torch.empty(0).device.type  # where new tensors would go
+        devices.append(device)
+        if kind == "backbones" and device != "meta":
+            raise AssertionError("the backbone was built with real memory before the check")
+        return real_build(kind, name, **options)
+
+    monkeypatch.setattr(components, "build", watched)
+    with pytest.raises(fm.CheckpointError) as caught:
+        fm.load_encoder(huge)
+    assert devices == ["meta"]
+    message = str(caught.value)
+    assert "features.0.0.weight has shape [8, 1, 3, 3] in the file" in message
+    assert "[100000, 1, 3, 3] in the backbone" in message
+    monkeypatch.setattr(components, "build", real_build)
+    _refused(huge, "do not fit backbone 'small_cnn'", "[100000, 1, 3, 3]")
+
+
+def test_a_zero_or_negative_std_or_another_output_dim_is_refused(
+    exported: Path, tmp_path: Path
+) -> None:
+    for n, std in enumerate(([0.0], [-0.5], [float("inf")])):
+        bad = _rewrite(exported, tmp_path / f"s{n}.safetensors", lambda i, s=std: i.update(std=s))
+        _refused(bad, f"std = {std!r}", "positive numbers")
+    other = _rewrite(exported, tmp_path / "d.safetensors", lambda i: i.update(output_dim=17))
+    _refused(other, "output_dim = 17", "gives 16 features")
+
+
+def test_a_torch_export_program_is_not_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = fm.export(shared_digits_run(), "torch-export", tmp_path, log=quiet)
+
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the program was loaded")
+
+    monkeypatch.setattr(torch.export, "load", never)
+    renamed = tmp_path / "renamed.safetensors"
+    shutil.copyfile(program, renamed)
+    for path in (program, renamed):
+        _refused(path, "is a torch-export program (.pt2", "loading it runs the program")
+    with pytest.raises(fm.CheckpointError, match="safetensors export"):
+        fm.load_encoder(program)
+
+
+class _Net(torch.nn.Module):
+    """A backbone object, as a user passes it to fm.train."""
+
+    output_dim = 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(64, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+def test_a_run_of_a_backbone_object_says_how_to_save_it_from_python(tmp_path: Path) -> None:
+    from export_runs import DIGITS
+
+    tiny = [o for o in DIGITS if not o.startswith("backbone.")]
+    run = fm.train(fm.load_spec(None, tiny), tmp_path, backbone=_Net(), log=quiet).run_dir
+    (tmp_path / "data").mkdir()
+    needles = ("'python._Net' was an object passed to fm.train(backbone=...)", "result.encoder")
+    for args in (
+        ["export", str(run), "--out", str(tmp_path)],
+        ["embed", str(run), "--dataset", "digits", "--data", str(tmp_path / "data"),
+         "--out", str(tmp_path / "e.pt")],
+    ):  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and "register_backbones" not in result.output
+        for needle in needles:
+            assert needle in result.output, result.output
+    with pytest.raises(fm.CheckpointError, match=r"safetensors\.torch\.save_file"):
+        fm.load_encoder(run, log=quiet)
