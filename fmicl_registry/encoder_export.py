@@ -813,19 +813,16 @@ def _check_fits(
 ) -> None:
     """A :class:`CheckpointError` naming each tensor that the backbone lacks, has and the file
     lacks, or has of another shape."""
-    problems = [f"{k} is missing" for k in expected if k not in tensors]
-    problems += [f"{k} is not in the backbone" for k in tensors if k not in expected]
-    problems += [
-        f"{k} has shape {list(tensors[k].shape)} in the file, {list(v.shape)} in the backbone"
-        for k, v in expected.items()
-        if k in tensors and tensors[k].shape != v.shape
-    ]
+    from .training.checkpoint_file import state_dict_problems
+
+    problems = state_dict_problems(
+        expected, tensors, given_in="the file", expected_in="the backbone"
+    )
     if problems:
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise CheckpointError(
             f"{source}: its tensors do not fit backbone {info.backbone!r} built with options "
-            f"{info.options} and input shape {info.input_shape}: {'; '.join(problems[:5])}"
-            f"{more}. The metadata was altered, or the backbone's code changed since the export"
+            f"{info.options} and input shape {info.input_shape}: {problems}. The metadata was "
+            "altered, or the backbone's code changed since the export"
         )
 
 

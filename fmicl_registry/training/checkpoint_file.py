@@ -22,7 +22,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +197,29 @@ def read(path: Path, checksums: tuple[list[dict[str, Any]] | None, str]) -> dict
         raise Unusable(f"cannot be verified: no checksum is recorded for it ({missing})")
     _check_entries(state)
     return state
+
+
+def state_dict_problems(
+    expected: Mapping[str, Any], given: Mapping[str, Any], *, given_in: str, expected_in: str
+) -> str | None:
+    """What keeps tensors ``given`` (read from ``given_in``, "the checkpoint") from loading
+    into a module whose state dict is ``expected`` (``expected_in``, "the model"): each
+    missing, extra or differently shaped tensor, the first five named; None when they fit.
+
+    Example:
+        >>> import torch
+        >>> state_dict_problems({"w": torch.zeros(2, 3)}, {"w": torch.zeros(3, 2), "b": 0},
+        ...                     given_in="the file", expected_in="the model")
+        'b is not in the model; w has shape [3, 2] in the file, [2, 3] in the model'
+    """
+    problems = [f"{k} is missing" for k in expected if k not in given]
+    problems += [f"{k} is not in {expected_in}" for k in given if k not in expected]
+    problems += [
+        f"{k} has shape {list(given[k].shape)} in {given_in}, {list(v.shape)} in {expected_in}"
+        for k, v in expected.items()
+        if k in given and given[k].shape != v.shape
+    ]
+    if not problems:
+        return None
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return "; ".join(problems[:5]) + more

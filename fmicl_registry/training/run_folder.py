@@ -23,6 +23,7 @@ from .. import distributed
 from .._version import __version__
 from ..errors import CheckpointError, SpecError
 from . import checkpoint as ckpt
+from .checkpoint_file import state_dict_problems
 from .optim import Schedule
 from .spec import Spec, load_spec
 from .spec_changes import compare_specs
@@ -153,21 +154,15 @@ class OpenedRun:
 
     def load_weights(self, model: nn.Module) -> None:
         """The checkpoint's weights into ``model``; a named error when they do not fit it."""
-        weights, expected = self.state["model"], model.state_dict()
-        problems = [f"{k} is missing" for k in expected if k not in weights]
-        problems += [f"{k} is not in the model" for k in weights if k not in expected]
-        problems += [
-            f"{k} has shape {list(weights[k].shape)} in the checkpoint, {list(v.shape)} in the "
-            "model"
-            for k, v in expected.items()
-            if k in weights and weights[k].shape != v.shape
-        ]
+        weights = self.state["model"]
+        problems = state_dict_problems(
+            model.state_dict(), weights, given_in="the checkpoint", expected_in="the model"
+        )
         if problems:
-            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
             raise CheckpointError(
                 f"checkpoint {self.checkpoint} does not fit the model {self.folder.spec_file} "
-                f"describes: {'; '.join(problems[:5])}{more}. It was written for another "
-                "backbone, architecture or version of them"
+                f"describes: {problems}. It was written for another backbone, architecture or "
+                "version of them"
             )
         model.load_state_dict(weights)
 
