@@ -99,8 +99,8 @@ def resolved_spec(spec: Spec) -> Spec:
         >>> from fmicl_registry.training import load_spec
         >>> from fmicl_registry.training.dry_run import resolved_spec
         >>> spec = resolved_spec(load_spec("cifar10_simclr_resnet18", ["data.root=/nowhere"]))
-        >>> spec["backbone"]["name"], spec["augment"]["name"], "augment" in spec.comments
-        ('resnet18', 'simclr', False)
+        >>> spec["backbone"]["name"], spec["augment"]["name"], spec.comments["augment"]
+        ('resnet18', 'simclr', 'blur: not set, the component chooses')
     """
     build_loggers(spec)
     try:
