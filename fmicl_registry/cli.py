@@ -714,9 +714,11 @@ def train(
         )
     if dry_run:
         from .training.dry_run import dry_run as plan_run
+        from .training.run_folder import unique_dir
 
         plan = plan_run(load_spec(spec, list(overrides)))
         click.echo("".join(f"# {line}\n" for line in plan.summary()), nl=False)
+        click.echo(f"# run folder: {unique_dir(Path(out), plan.spec.run.name)}")
         click.echo("# a dry run: nothing was trained, downloaded or written")
         click.echo(plan.spec.to_toml(), nl=False)
     elif print_spec:

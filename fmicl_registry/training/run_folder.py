@@ -47,7 +47,7 @@ class RunFolder:
     def create(cls, out: Path, spec: Spec) -> RunFolder:
         """A new folder ``out/<run.name>`` (``-2``, ``-3``, ... when taken) with the spec in
         it; every process of a multi-process run gets the folder the main process made."""
-        path = _unique_dir(out, spec.run.name) if distributed.rank() == 0 else out
+        path = unique_dir(out, spec.run.name) if distributed.rank() == 0 else out
         if distributed.world_size() > 1:  # every process must agree on the folder
             names = [str(path)]
             torch.distributed.broadcast_object_list(names, src=0)
@@ -104,8 +104,9 @@ class RunFolder:
         return {}
 
 
-def _unique_dir(out: Path, name: str) -> Path:
-    """``out/name``, or ``out/name-2``... : an existing run is never overwritten."""
+def unique_dir(out: Path, name: str) -> Path:
+    """``out/name``, or ``out/name-2``... : an existing run is never overwritten (the folder a
+    new run would get; ``fmicl train --dry-run`` names it)."""
     candidate, n = out / name, 1
     while os.path.lexists(candidate):  # a dangling symlink is taken too
         n += 1

@@ -97,7 +97,12 @@ def test_dry_run_says_what_would_run_and_writes_nothing(tmp_path: Path) -> None:
     count = sum(p.numel() for p in encoder.parameters())
     assert f"(encoder {count:,})" in result.output
     assert tomllib.loads(result.output)["train"]["batch_size"] == 100
+    assert f"# run folder: {tmp_path / 'o' / 'digits'}\n" in result.output
     assert not (tmp_path / "o").exists()
+    (tmp_path / "o" / "digits").mkdir(parents=True)  # taken: the run would get digits-2
+    again = CliRunner().invoke(cli, ["train", "--dry-run", "--out", str(tmp_path / "o")])
+    assert f"# run folder: {tmp_path / 'o' / 'digits-2'}\n" in again.output
+    assert list((tmp_path / "o").iterdir()) == [tmp_path / "o" / "digits"]
 
 
 @pytest.mark.parametrize(
