@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from .similarities import get_similarity
     from .testing import check_divergence
     from .training import load_spec, train
+    from .tuning import tune
 
 _LAZY = {
     "Divergence": "divergence",
@@ -92,6 +93,7 @@ _LAZY = {
     "check_divergence": "testing",
     "load_spec": "training",
     "train": "training",
+    "tune": "tuning",
 }
 
 
@@ -135,4 +137,5 @@ __all__ = [
     "load_spec",
     "registry",
     "train",
+    "tune",
 ]

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import plugins
@@ -53,6 +54,8 @@ class ComponentSpec:
     factory: Callable[..., Any]
     description: str = ""
     plugin: str = "user"
+    #: An objective's tunable options and their ranges (``fmicl tune``): option -> range.
+    search_space: Mapping[str, SearchRange] = field(default_factory=dict)
 
     def build(self, **options: Any) -> Any:
         """Check ``options`` against the factory's signature (the kind's error names the
@@ -115,7 +118,48 @@ def check_options(
 
 # ------------------------------------------------------------------ checking registrations
 
-_COMPONENT_KEYS = ("name", "factory", "description")
+_COMPONENT_KEYS = ("name", "factory", "description", "search_space")
+
+
+@dataclass(frozen=True)
+class SearchRange:
+    """The range ``fmicl tune`` searches an option in: ``[low, high]``, log-uniform when
+    ``log``."""
+
+    low: float
+    high: float
+    log: bool = False
+
+
+def _search_space(kind: str, value: object, factory: Any) -> dict[str, SearchRange]:
+    """Check an objective's ``search_space={option: {"range": [low, high], "log": bool}}``."""
+    if kind != "objectives":
+        raise RegistryError("search_space is for objectives only (what fmicl tune searches)")
+    example = "e.g. search_space={'temperature': {'range': [0.02, 1.0], 'log': True}}"
+    if not isinstance(value, Mapping):
+        raise RegistryError(f"search_space must be a dict of option -> range, {example}")
+    try:
+        accepted = set(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):
+        accepted = set()
+    space = {}
+    for option, entry in value.items():
+        where = f"search_space[{option!r}]"
+        if accepted and option not in accepted:
+            raise RegistryError(f"{where}: the factory takes no option {option!r}")
+        if not isinstance(entry, Mapping) or set(entry) - {"range", "log"} or "range" not in entry:
+            raise RegistryError(f"{where} must be {{'range': [low, high], 'log': bool}}, {example}")
+        bounds, log = entry["range"], entry.get("log", False)
+        numbers = isinstance(bounds, list | tuple) and len(bounds) == 2
+        numbers = numbers and all(
+            isinstance(b, int | float) and not isinstance(b, bool) for b in bounds
+        )
+        if not numbers or not all(math.isfinite(b) for b in bounds) or bounds[0] >= bounds[1]:
+            raise RegistryError(f"{where}: range must be [low, high] with low < high, {example}")
+        if not isinstance(log, bool) or (log and bounds[0] <= 0):
+            raise RegistryError(f"{where}: log must be true or false, and true needs low > 0")
+        space[option] = SearchRange(float(bounds[0]), float(bounds[1]), log)
+    return space
 
 
 def _got(value: object) -> str:
@@ -150,7 +194,8 @@ def _component(kind: str, kwargs: Mapping[str, Any], plugin: str) -> ComponentSp
         )
     if not isinstance(description, str):
         raise RegistryError(f"description must be a string, got {_got(description)}")
-    return ComponentSpec(kind, name, factory, description, plugin)
+    space = _search_space(kind, kwargs["search_space"], factory) if "search_space" in kwargs else {}
+    return ComponentSpec(kind, name, factory, description, plugin, space)
 
 
 def _registration(kind: str, kwargs: Mapping[str, Any], plugin: str) -> Spec:

@@ -49,6 +49,7 @@ BUILTIN_PLUGINS = (
     "fmicl_registry.builtin_plugins.loggers",
     "fmicl_registry.builtin_plugins.bench_mi",
     "fmicl_registry.builtin_plugins.export",
+    "fmicl_registry.builtin_plugins.tune",
 )
 #: The names the built-in plugins are registered under.
 BUILTIN_NAMES = frozenset(name.rsplit(".", 1)[-1] for name in BUILTIN_PLUGINS)

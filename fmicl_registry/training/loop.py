@@ -55,6 +55,7 @@ def run_spec(
     resume: str | Path | None = None,
     overrides: Sequence[str] = (),
     log: Callable[[str], None] = print,
+    monitor: Callable[[int, float], None] | None = None,
 ) -> RunResult:
     """Pretrain and evaluate as ``spec`` says; write everything into a run folder (the loop
     behind :func:`~fmicl_registry.training.train`, which also takes paths and objects).
@@ -68,6 +69,8 @@ def run_spec(
             ``train.epochs`` extends a run.
         overrides: ``section.key=value`` changes to the run's spec on resume.
         log: where the progress messages go.
+        monitor: called as ``monitor(epoch, value)`` with each curve point (``eval.every``)
+            in the main process; it may stop the run by raising (``fmicl tune`` prunes so).
     """
     opened = open_run(resume, overrides, log) if resume is not None else None
     spec = opened.spec if opened is not None else spec
@@ -122,6 +125,7 @@ def run_spec(
         device=device,
         main=main,
         log=log,
+        monitor=monitor,
         step=step,
     )
     loader = torch.utils.data.DataLoader(
@@ -190,6 +194,8 @@ class _Loop:
     device: torch.device
     main: bool
     log: Callable[[str], None]
+    #: Called with each curve point: ``monitor(epoch, value)``.
+    monitor: Callable[[int, float], None] | None = None
     step: int = 0
     seen: int = 0
 
@@ -259,6 +265,8 @@ class _Loop:
             line[evaluation.curve], point = value, f", {evaluation.describe(value)}"
         self.record.write("epoch", **line)
         self.log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}{point}")
+        if self.monitor is not None and evaluation.curve in line:
+            self.monitor(epoch + 1, line[evaluation.curve])
         last = epoch + 1 == cfg.epochs or self.step >= self.schedule.total_steps
         if (epoch + 1) % cfg.checkpoint_every == 0 or last:
             self.folder.save_checkpoint(
