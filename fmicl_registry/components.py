@@ -173,7 +173,10 @@ def _expected(kind: str) -> str:
             "register_divergences takes register(name=<str>, generator=<str>, params=<dict or "
             "None>, normalize=<bool>, description=<str>, reference=<str>)"
         )
-    return f"register_{kind} takes register(name=<str>, factory=<callable>, description=<str>)"
+    extra = ", search_space=<dict>" if kind == "objectives" else ""
+    return (
+        f"register_{kind} takes register(name=<str>, factory=<callable>, description=<str>{extra})"
+    )
 
 
 def _component(kind: str, kwargs: Mapping[str, Any], plugin: str) -> ComponentSpec:

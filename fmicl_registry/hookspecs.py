@@ -254,6 +254,9 @@ def register_objectives(register: RegisterComponent) -> None:
         @fm.hookimpl
         def register_objectives(register):
             register(name="alignment", factory=Alignment, description="alignment only")
+
+    An objective may also declare the options ``fmicl tune`` searches, with their ranges:
+    ``register(..., search_space={"temperature": {"range": [0.02, 1.0], "log": True}})``.
     """
 
 

@@ -140,6 +140,30 @@ def _takes(name: str, option: str) -> bool:
     return option in inspect.signature(factory).parameters
 
 
+#: The seed of the held-out split (``eval.holdout``): one split for every run and seed, so
+#: that runs compared on it are scored on the same images.
+HOLDOUT_SEED = 0
+
+
+def _held_out(dataset: Any, fraction: float) -> tuple[Any, Any]:
+    """``(rest, held_out)``: ``fraction`` of ``dataset`` drawn at random (the same draw for
+    every run), and the rest."""
+    if not hasattr(dataset, "subset"):
+        raise SpecError(
+            f"eval.holdout needs an image data set that can be split (an ImageDataset); "
+            f"{type(dataset).__name__} cannot: set eval.holdout = 0"
+        )
+    n = len(dataset)
+    k = round(fraction * n)
+    if k < 1 or k >= n:
+        raise SpecError(
+            f"eval.holdout = {fraction:g} of {n} images holds out {k}: it must leave at least "
+            "one image on each side"
+        )
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(HOLDOUT_SEED))
+    return dataset.subset(order[k:].sort().values), dataset.subset(order[:k].sort().values)
+
+
 def _labelled(dataset: Any) -> bool:
     """Whether every item of ``dataset`` has a class label (kNN and linear probes need one)."""
     labels = getattr(dataset, "labels", None)
@@ -201,7 +225,11 @@ def _build_images(
     eval_name = data.eval_name or data.name
     shape = tuple(pretrain_set.input_shape)
     side = {"image_size": shape[-1]} if len(shape) == 3 and shape[1] == shape[2] else {}
-    test_set = _eval_set(spec, options, data.eval_split, **side)
+    bank = None
+    if spec.eval.holdout:
+        bank, test_set = _held_out(_eval_set(spec, options, "train", **side), spec.eval.holdout)
+    else:
+        test_set = _eval_set(spec, options, data.eval_split, **side)
     if getattr(test_set, "modality", "image") != "image":
         raise SpecError(
             f"[data] {data.name!r} is an image data set but evaluation would read "
@@ -216,7 +244,9 @@ def _build_images(
             "data.eval_name)"
         )
     labelled = _labelled(test_set)
-    train_set = _eval_set(spec, options, "train", **side) if labelled else None
+    train_set = bank if bank is not None else None
+    if train_set is None and labelled:
+        train_set = _eval_set(spec, options, "train", **side)
     if train_set is not None and not _labelled(train_set):
         labelled = False
     augment_options = dict(spec.augment.options)
@@ -275,6 +305,11 @@ def _build_text(spec: Spec, pretrain_set: Any, options: dict[str, Any]) -> Parts
             f"[augment] data set {spec.dataset.name!r} is text, which has no augmentation "
             "recipe (the two views are the same sentences, made different by the model's "
             "dropout); remove the [augment] section"
+        )
+    if spec.eval.holdout:
+        raise SpecError(
+            "eval.holdout splits an image data set; a text run selects on its STS data set's "
+            "dev split instead: set data.eval_split = 'dev' and eval.holdout = 0"
         )
     test_set = _eval_set(spec, options, spec.dataset.eval_split)
     if getattr(test_set, "task", None) != "sts":

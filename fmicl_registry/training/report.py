@@ -136,7 +136,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Objective `{report['spec']['objective'].get('name')}` "
         + ", ".join(f"{k}={v}" for k, v in report["spec"]["objective"].items() if k != "name")
         + f"; architecture `{report['spec']['architecture'].get('name')}`, "
-        f"data `{report['spec']['data']['name']}`" + _evaluated_on(report["spec"]["data"]),
+        f"data `{report['spec']['data']['name']}`"
+        + _evaluated_on(report["spec"]["data"], report["spec"].get("eval", {})),
         "",
         "| metric | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),
@@ -235,9 +236,15 @@ def write_report(
     plt.close(fig)
 
 
-def _evaluated_on(data: dict[str, Any]) -> str:
+def _evaluated_on(data: dict[str, Any], settings: dict[str, Any] | None = None) -> str:
     """Where evaluation scored, when that is not the data set's own test split."""
     name, split = data.get("eval_name") or data["name"], data.get("eval_split", "test")
+    holdout = (settings or {}).get("holdout") or 0
+    if holdout:
+        return (
+            f", evaluated on a held-out {100 * holdout:g}% of `{name}` (train split; "
+            "eval.holdout), not its test split."
+        )
     if name == data["name"] and split == "test":
         return "."
     return f", evaluated on `{name}` ({split})."

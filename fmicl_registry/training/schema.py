@@ -168,6 +168,14 @@ class EvalSection:
     )
     baselines: bool = key(True, "also probe raw inputs and a random (untrained) encoder")
     batch_size: int = key(512, "batch size of feature extraction", _at_least(1))
+    holdout: float = key(
+        0.0,
+        "score on this fraction of the evaluation data set's train split, held out from the "
+        "probes (the test split is not read): a validation score to select settings on, as "
+        "fmicl tune does; 0: score on data.eval_split",
+        _at_least(0),
+        _below(1),
+    )
 
 
 @dataclass(frozen=True)

@@ -94,9 +94,9 @@ def write_leaderboard(rows: Sequence[Row], config: TuneConfig, folder: Path) -> 
     shown = [(k, n) for k, n in _SHOWN if any(_metric(r, k) is not None for r in rows)]
     confirmed = [k for k, _ in shown if any(r.confirmed.get(k) for r in rows)]
     seeds = max((len(v) for r in rows for v in r.confirmed.values()), default=0)
-    header = ["rank", "objective", f"best {config.metric}", "settings"]
-    header += [f"{n} (trial)" for _, n in shown]
-    header += [f"{n}, {seeds} seeds" for k, n in shown if k in confirmed]
+    header = ["rank", "objective", f"best {config.metric} (validation)", "settings"]
+    header += [f"{n} (validation)" for _, n in shown]
+    header += [f"{n}, test, {seeds} seeds" for k, n in shown if k in confirmed]
     header += ["trial", "complete", "pruned", "failed"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     with (folder / "leaderboard.csv").open("w", newline="") as handle:
@@ -129,10 +129,14 @@ def write_leaderboard(rows: Sequence[Row], config: TuneConfig, folder: Path) -> 
                 + stats
                 + [r.complete, r.pruned, r.failed]
             )
-    note = f"Best trial of each objective by {config.metric} (one seed, the spec's); " + (
-        f"the last columns retrain that setting on {seeds} new seeds (mean ± std)."
+    note = (
+        f"The best trial of each objective by {config.metric}, scored on validation data (a "
+        "held-out part of the train split; the spec's seed); "
+    ) + (
+        f"the test columns retrain that setting on {seeds} new seeds and score it on the "
+        "test split (mean ± std)."
         if confirmed
-        else "fmicl tune --confirm S retrains each on S new seeds."
+        else "fmicl tune --confirm S retrains each on S new seeds and scores it on the test split."
     )
     (folder / "leaderboard.md").write_text(note + "\n\n" + "\n".join(lines) + "\n")
     return folder / "leaderboard.md"
@@ -205,7 +209,8 @@ def confirm(
     log: Callable[[str], None] = print,
 ) -> None:
     """Retrain each objective's best setting on ``seeds`` new seeds (the spec's seed + 1,
-    + 2, ...: not the seed the search selected on) and put the metrics in ``rows``."""
+    + 2, ...: not the seed the search selected on), scored on the test split (trials score on
+    held-out training images), and put the metrics in ``rows``."""
     jobs = []
     first = config.spec().run.seed + 1
     for row in rows:
@@ -216,7 +221,7 @@ def confirm(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SpecWarning)
                 spec = trial_spec(config, row.trial, name).with_overrides(
-                    [f"run.seed={seed}", "train.progress=false"]
+                    [f"run.seed={seed}", "train.progress=false", "eval.holdout=0.0"]
                 )
             jobs.append((row, name, spec.to_toml()))
     out = folder / "confirm"

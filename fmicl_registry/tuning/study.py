@@ -258,13 +258,13 @@ class PerObjectivePruner(optuna.pruners.BasePruner):
 
 def make_pruner(kind: str) -> optuna.pruners.BasePruner:
     """The ``--pruner``: ``median`` (the first 2 trials of an objective run to the end; then
-    a trial below the median of its objective's trials at the same epoch is stopped, from
-    the second curve point on), ``hyperband`` or ``none``."""
+    a trial below the median of its objective's trials at the same curve point is stopped),
+    ``hyperband`` (Optuna's, over the whole study) or ``none``."""
     if kind == "none":
         return optuna.pruners.NopPruner()
     if kind == "hyperband":
-        return PerObjectivePruner(optuna.pruners.HyperbandPruner())
-    return PerObjectivePruner(optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+        return optuna.pruners.HyperbandPruner()  # its brackets read the study itself
+    return PerObjectivePruner(optuna.pruners.MedianPruner(n_startup_trials=2))
 
 
 class _SameObjective:
@@ -341,6 +341,7 @@ class Worker:
             f'run.name="{name}"',
             "train.progress=false",
             "eval.baselines=false",
+            *validation(self.base, self.config.metric),
         ]
         if not self.base.eval.every:
             settings.append(f"eval.every={max(1, self.base.train.epochs // 5)}")
@@ -399,6 +400,19 @@ def _train(spec: Spec, out: Path, monitor: Callable[[int, float], None], log: Ca
     from ..training.loop import run_spec
 
     return run_spec(spec, out, log=log, monitor=monitor)
+
+
+#: The share of the train split a trial is scored on (``eval.holdout``) when the spec sets none.
+HOLDOUT = 0.2
+
+
+def validation(spec: Spec, metric: str) -> list[str]:
+    """What makes a trial score on validation data, never on the test split: a held-out
+    :data:`HOLDOUT` of the train split for images (the spec's own ``eval.holdout`` if set);
+    STS runs score on ``data.eval_split``, which should be ``dev`` for tuning."""
+    if metric == "sts" or spec.eval.holdout:
+        return []
+    return [f"eval.holdout={HOLDOUT}"]
 
 
 def describe(options: Mapping[str, Any]) -> str:

@@ -147,3 +147,33 @@ def test_search_space_is_for_objectives_only() -> None:
             {"name": "b", "factory": _Tempered, "search_space": {"scale": {"range": [1, 2]}}},
             "p",
         )
+
+
+def test_the_pruner_compares_a_trial_with_its_own_objective_only() -> None:
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from fmicl_registry.tuning.study import make_pruner
+
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("median"))
+    choice = {"objective": CategoricalDistribution(["js", "infonce"])}
+    for label, curve in [("js", 0.9), ("js", 0.92), ("infonce", 0.5), ("infonce", 0.6)]:
+        study.add_trial(
+            create_trial(
+                params={"objective": label},
+                distributions=choice,
+                value=curve,
+                intermediate_values={20: curve},
+            )
+        )
+    # an InfoNCE trial above InfoNCE's median (0.55) goes on, though far below f-MICL's
+    study.enqueue_trial({"objective": "infonce"})
+    trial = study.ask(choice)
+    trial.report(0.58, 20)
+    assert not trial.should_prune()
+    study.tell(trial, state=TrialState.PRUNED)
+    # a js trial at the same value is below js's median: stopped
+    study.enqueue_trial({"objective": "js"})
+    trial = study.ask(choice)
+    trial.report(0.58, 20)
+    assert trial.should_prune()

@@ -49,6 +49,7 @@ def test_each_trial_is_a_run_with_its_drawn_setting(tuned: Any) -> None:
     for t in trials(sqlite(tuned.out), "digits"):
         run = Path(t.user_attrs["run_dir"])
         kept = load_spec(run / "spec.toml")
+        assert kept.eval.holdout == 0.2  # scored on held-out training images, not the test split
         label = t.params["objective"]
         if label == "js":
             assert kept.objective.options["divergence"] == "js"
@@ -173,9 +174,11 @@ def test_confirm_retrains_the_best_settings_on_new_seeds(tmp_path: Path) -> None
             name = f"{row.objective}-trial{row.trial.number}-seed{seed}"
             report = json.loads((tmp_path / "confirm" / name / "report.json").read_text())
             assert report["metrics"]["knn_top1"] == value
-            assert load_spec(tmp_path / "confirm" / name / "spec.toml").run.seed == seed
+            confirmed = load_spec(tmp_path / "confirm" / name / "spec.toml")
+            assert confirmed.run.seed == seed
+            assert confirmed.eval.holdout == 0.0  # the test split
     text = (tmp_path / "leaderboard.md").read_text()
-    assert "kNN top-1, 2 seeds" in text and "±" in text
+    assert "kNN top-1, test, 2 seeds" in text and "±" in text
     # rerun: the confirmation runs are read back, not trained again
     fm.tune(
         overrides=TINY,
