@@ -4,15 +4,18 @@ and the specs people write wrong, each refused with where, what and how to fix i
 
 from __future__ import annotations
 
+import json
 import pickle
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 import fmicl_registry as fm
 from fmicl_registry import plugins
+from fmicl_registry.cli import cli
 from fmicl_registry.components import clear
 from fmicl_registry.definition import ParamRange, spec_from_mapping
 
@@ -424,3 +427,24 @@ def test_a_spec_without_ranges_is_as_before() -> None:
         "description": "",
         "reference": "",
     }
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args), env={"COLUMNS": "200"})
+
+
+def test_show_and_list_print_the_range() -> None:
+    shown = run("divergences", "show", "tsallis")
+    assert shown.exit_code == 0, shown.output
+    assert "a=1.5 in [1.05, 4.0]" in shown.stdout
+    data = json.loads(run("divergences", "show", "tsallis", "--json").stdout)
+    assert data["params"] == {"a": 1.5}
+    assert data["ranges"] == {"a": {"low": 1.05, "high": 4.0, "log": False}}
+    listed = run("list", "divergences")
+    assert "a=1.5 in [1.05, 4.0]" in listed.stdout
+    rows = {row["name"]: row for row in json.loads(run("list", "divergences", "--json").stdout)}
+    assert rows["tsallis"]["ranges"] == {"a": {"low": 1.05, "high": 4.0, "log": False}}
+    assert rows["kl"]["ranges"] == {}
