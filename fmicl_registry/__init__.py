@@ -60,7 +60,7 @@ if TYPE_CHECKING:
         list_divergences,
         registry,
     )
-    from .definition import DivergenceSpec, load_divergence_spec
+    from .definition import DivergenceSpec, ParamRange, load_divergence_spec
     from .divergence import Divergence, define_divergence
     from .embeddings import embed
     from .encoder_export import export, load_encoder
@@ -74,6 +74,7 @@ _LAZY = {
     "Divergence": "divergence",
     "define_divergence": "divergence",
     "DivergenceSpec": "definition",
+    "ParamRange": "definition",
     "load_divergence_spec": "definition",
     "ComponentSpec": "components",
     "build": "components",
@@ -114,6 +115,7 @@ __all__ = [
     "FmiclError",
     "InfoNCE",
     "ObjectiveError",
+    "ParamRange",
     "RegistryError",
     "SimilarityError",
     "SpecError",

@@ -261,8 +261,19 @@ def _conjugate_kind(d: Divergence) -> str:
     return method if method.startswith(kind) else f"{kind}: {method}"
 
 
-def _params_text(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in params.items())
+def _params_text(params: dict[str, Any], ranges: dict[str, dict[str, Any]] | None = None) -> str:
+    """``a=1.5``, or with its search range (as ``dataclasses.asdict`` gives a ParamRange)
+    ``a=1.5 in [1.05, 4.0]``, ``... (log)`` on a log scale."""
+    ranges = ranges or {}
+    parts = []
+    for key, value in params.items():
+        text = f"{key}={value}"
+        if key in ranges:
+            found = ranges[key]
+            text += f" in [{found['low']!r}, {found['high']!r}]"
+            text += " (log)" if found["log"] else ""
+        parts.append(text)
+    return ", ".join(parts)
 
 
 def _describe(d: Divergence) -> dict[str, Any]:
@@ -300,7 +311,7 @@ def _print_divergence(d: Divergence, *, full: bool = False) -> None:
     forms.add_column("value", overflow="fold")
     rows = [
         ("text", d.text),
-        ("params", _params_text(d.params) or "none"),
+        ("params", _params_text(d.params, info["ranges"]) or "none"),
         ("normalize", f"yes (subtracted f(1) = {d.shift})" if d.normalize else "no"),
         ("f(u)", info["generator"]),
         ("f'(u)", info["derivative"]),
@@ -454,7 +465,7 @@ def list_kind(kind: str, as_json: bool, derive: bool) -> None:
 
 def _divergence_registrations() -> list[dict[str, Any]]:
     """Every registered divergence as its plugin declares it (name, generator, params,
-    normalize, description, reference, plugin), sorted by name: the registry's divergence
+    normalize, description, reference, plugin, ranges), sorted by name: the registry's divergence
     table, which runs only the divergence hooks and imports neither torch nor sympy; a wrong
     registration is skipped with the registry's warning (an error in strict mode)."""
     import dataclasses
@@ -485,7 +496,8 @@ def _list_divergences(as_json: bool, derive: bool) -> None:
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
     for spec in _divergence_registrations():
-        row = {key: spec[key] for key in ("name", "generator", "params", "normalize", "plugin")}
+        keys = ("name", "generator", "params", "ranges", "normalize", "plugin")
+        row = {key: spec[key] for key in keys}
         row["description"] = spec["description"]
         if derive:
             _derive_row(row, failed)
@@ -500,7 +512,7 @@ def _list_divergences(as_json: bool, derive: bool) -> None:
         for column in [*columns, "plugin"]:
             table.add_column(column, overflow="fold")
         for row in rows:
-            cells = [row["name"], row["generator"], _params_text(row["params"])]
+            cells = [row["name"], row["generator"], _params_text(row["params"], row["ranges"])]
             if derive:
                 cells += [
                     row["conjugate"] or f"error: {row['error']}",

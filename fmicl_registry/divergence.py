@@ -240,6 +240,7 @@ class Divergence:
             "name": self.name,
             "text": self.text,
             "params": self.params,
+            "ranges": {k: dataclasses.asdict(r) for k, r in self.definition.ranges.items()},
             "normalize": self.normalize,
             "description": self.description,
             "reference": self.reference,

@@ -54,7 +54,11 @@ KINDS = (
 DIVERGENCE_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "name": (str, "a string"),
     "generator": (str, "a string (an expression in u)"),
-    "params": (dict, "a table of numbers, e.g. [params] a = 1.5"),
+    "params": (
+        dict,
+        "a table of numbers or of parameter tables, e.g. [params] a = 1.5, or [params.a] "
+        "with default = 1.5 and range = [1.05, 4.0]",
+    ),
     "normalize": (bool, "true or false"),
     "description": (str, "a string"),
     "reference": (str, "a string"),
@@ -186,8 +190,10 @@ def register_divergences(register: RegisterDivergence) -> None:
     """Register f-divergences by the text of their generator ``f(u)``.
 
     ``params`` gives each parameter's default value (users override them with
-    ``get_divergence(name, a=2)``); ``normalize=True`` subtracts ``f(1)``. Nothing is derived
-    until the divergence is first used. A package can also ship TOML spec files and register
+    ``get_divergence(name, a=2)``): a number, or a table that also declares the range a tuner
+    searches, ``{"a": {"default": 1.5, "range": [1.05, 4.0]}}`` (``"log": True`` for a log
+    scale), read back as ``spec.ranges``. ``normalize=True`` subtracts ``f(1)``. Nothing is
+    derived until the divergence is first used. A package can also ship TOML spec files and register
     them with ``register(**fm.load_divergence_spec(path).as_kwargs())``.
 
     Example::
