@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import plugins
-from .definition import NAME_RULE, DivergenceSpec, spec_from_mapping, valid_name
+from .definition import NAME_RULE, DivergenceSpec, ParamRange, spec_from_mapping, valid_name
 from .errors import (
     ArchitectureError,
     AugmentationError,
@@ -55,7 +54,7 @@ class ComponentSpec:
     description: str = ""
     plugin: str = "user"
     #: An objective's tunable options and their ranges (``fmicl tune``): option -> range.
-    search_space: Mapping[str, SearchRange] = field(default_factory=dict)
+    search_space: Mapping[str, ParamRange] = field(default_factory=dict)
 
     def build(self, **options: Any) -> Any:
         """Check ``options`` against the factory's signature (the kind's error names the
@@ -121,17 +120,7 @@ def check_options(
 _COMPONENT_KEYS = ("name", "factory", "description", "search_space")
 
 
-@dataclass(frozen=True)
-class SearchRange:
-    """The range ``fmicl tune`` searches an option in: ``[low, high]``, log-uniform when
-    ``log``."""
-
-    low: float
-    high: float
-    log: bool = False
-
-
-def _search_space(kind: str, value: object, factory: Any) -> dict[str, SearchRange]:
+def _search_space(kind: str, value: object, factory: Any) -> dict[str, ParamRange]:
     """Check an objective's ``search_space={option: {"range": [low, high], "log": bool}}``."""
     if kind != "objectives":
         raise RegistryError("search_space is for objectives only (what fmicl tune searches)")
@@ -149,16 +138,13 @@ def _search_space(kind: str, value: object, factory: Any) -> dict[str, SearchRan
             raise RegistryError(f"{where}: the factory takes no option {option!r}")
         if not isinstance(entry, Mapping) or set(entry) - {"range", "log"} or "range" not in entry:
             raise RegistryError(f"{where} must be {{'range': [low, high], 'log': bool}}, {example}")
-        bounds, log = entry["range"], entry.get("log", False)
-        numbers = isinstance(bounds, list | tuple) and len(bounds) == 2
-        numbers = numbers and all(
-            isinstance(b, int | float) and not isinstance(b, bool) for b in bounds
-        )
-        if not numbers or not all(math.isfinite(b) for b in bounds) or bounds[0] >= bounds[1]:
+        bounds = entry["range"]
+        if not isinstance(bounds, list | tuple) or len(bounds) != 2:
             raise RegistryError(f"{where}: range must be [low, high] with low < high, {example}")
-        if not isinstance(log, bool) or (log and bounds[0] <= 0):
-            raise RegistryError(f"{where}: log must be true or false, and true needs low > 0")
-        space[option] = SearchRange(float(bounds[0]), float(bounds[1]), log)
+        try:
+            space[option] = ParamRange(bounds[0], bounds[1], entry.get("log", False))
+        except DivergenceSpecError as err:
+            raise RegistryError(f"{where}: {err}") from None
     return space
 
 
