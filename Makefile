@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 ## test: lint, type-check, then the whole test suite
 test: lint
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

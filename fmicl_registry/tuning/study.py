@@ -150,7 +150,7 @@ def open_storage(url: str) -> Any:
             f"--storage {url}: cannot open it ({_first_line(err)}); use {forms}"
         ) from None
     finally:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 def _first_line(err: BaseException) -> str:
@@ -163,28 +163,44 @@ def open_study(
 ) -> tuple[Any, TuneConfig]:
     """Create the study ``name`` with ``config``, or load it and check ``config`` is its own
     (None joins with the stored one)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     existing = {
         s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
     }
+    study = None
     if name not in existing:
         if config is None:
             raise TuneError(
                 f"there is no study {name!r} in this storage to join; start it with a spec "
                 f"and --objectives (existing studies: {', '.join(sorted(existing)) or 'none'})"
             )
-        study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
-        study.set_user_attr(CONFIG_KEY, config.as_json())
-        stored = config
-    else:
+        try:
+            study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+        except optuna.exceptions.DuplicatedStudyError:  # another machine made it just now
+            study = None
+        else:
+            study.set_user_attr(CONFIG_KEY, config.as_json())
+            stored = config
+    if study is None:
         study = optuna.load_study(study_name=name, storage=storage)
-        stored = TuneConfig.from_json(study.user_attrs.get(CONFIG_KEY), f"study {name!r}")
+        stored = TuneConfig.from_json(_stored_config(study), f"study {name!r}")
         if config is not None:
             _check_same(name, stored, config)
     spaces = build_spaces(list(stored.objectives), stored.spec())
     study.sampler = BalancedSampler(list(spaces), seed=seed)
-    study.pruner = make_pruner(stored.pruner)
+    study.pruner = make_pruner(stored.pruner, stored.spec().train.epochs)
     return study, stored
+
+
+def _stored_config(study: Any, seconds: float = 10.0) -> Any:
+    """The study's configuration, waiting a little for the process that created the study
+    to store it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        stored = study.user_attrs.get(CONFIG_KEY)
+        if stored is not None or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.2)
 
 
 def _check_same(name: str, stored: TuneConfig, given: TuneConfig) -> None:
@@ -233,7 +249,13 @@ class BalancedSampler(optuna.samplers.BaseSampler):
             label = t.params.get(OBJECTIVE, fixed.get(OBJECTIVE))
             if t.number != trial.number and label in counts:
                 counts[label] += 1
-        return min(self.labels, key=lambda label: counts[label])
+        # ties broken from the trial's number, so that two workers choosing at the same
+        # moment (both seeing the same counts) choose different objectives
+        n = len(self.labels)
+        return min(
+            self.labels,
+            key=lambda label: (counts[label], (self.labels.index(label) - trial.number) % n),
+        )
 
     def before_trial(self, study: Any, trial: Any) -> None:
         self.base.before_trial(study, trial)
@@ -256,15 +278,17 @@ class PerObjectivePruner(optuna.pruners.BasePruner):
         return bool(self.inner.prune(view, trial))
 
 
-def make_pruner(kind: str) -> optuna.pruners.BasePruner:
-    """The ``--pruner``: ``median`` (the first 2 trials of an objective run to the end; then
-    a trial below the median of its objective's trials at the same curve point is stopped),
+def make_pruner(kind: str, epochs: int = 0) -> optuna.pruners.BasePruner:
+    """The ``--pruner``: ``median`` (the first 3 trials of an objective run to the end; then
+    a trial below the median of its objective's trials at the same curve point is stopped,
+    once it has trained a quarter of its ``epochs``: early kNN accuracy is a noisy guide),
     ``hyperband`` (Optuna's, over the whole study) or ``none``."""
     if kind == "none":
         return optuna.pruners.NopPruner()
     if kind == "hyperband":
         return optuna.pruners.HyperbandPruner()  # its brackets read the study itself
-    return PerObjectivePruner(optuna.pruners.MedianPruner(n_startup_trials=2))
+    median = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=epochs // 4)
+    return PerObjectivePruner(median)
 
 
 class _SameObjective:
@@ -304,31 +328,35 @@ class Worker:
 
     def run(self) -> int:
         """Run trials until the budget is reached; returns how many this worker ran."""
-
-        ran, failures = 0, 0
+        finished: list[Any] = []
+        failures = 0
         while True:
             fail_stale_trials(self.study)
             if counted(self.study) >= self.trials:
-                return ran
-            before = len(self.study.get_trials(deepcopy=False))
-            self.study.optimize(self.trial, n_trials=1, catch=(FmiclError,))
-            ran += 1
-            last = self.study.get_trials(deepcopy=False)[before:] or [None]
-            mine = [t for t in last if t is not None and t.user_attrs.get("pid") == os.getpid()]
-            if mine and mine[-1].state == optuna.trial.TrialState.FAIL:
+                return len(finished)
+            self.study.optimize(
+                self.trial,
+                n_trials=1,
+                catch=(FmiclError,),
+                callbacks=[lambda study, trial: finished.append(trial)],
+            )
+            last = finished[-1] if finished else None
+            if last is not None and last.state == optuna.trial.TrialState.FAIL:
                 failures += 1
+                if last.user_attrs.get("fatal"):  # every trial would fail the same way
+                    raise TuneError(last.user_attrs["error"])
                 if failures >= MAX_FAILURES:
                     raise TuneError(
                         f"{failures} trials failed in a row; the last: "
-                        f"{mine[-1].user_attrs.get('error', '?')}"
+                        f"{last.user_attrs.get('error', '?')}"
                     )
             else:
                 failures = 0
 
     def trial(self, trial: Any) -> float:
         """The Optuna objective: train one setting, return its metric."""
-
         trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("process", process_identity())
         trial.set_user_attr("pid", os.getpid())
         label = trial.suggest_categorical(OBJECTIVE, list(self.spaces))
         space = self.spaces[label]
@@ -345,6 +373,8 @@ class Worker:
         ]
         if not self.base.eval.every:
             settings.append(f"eval.every={max(1, self.base.train.epochs // 5)}")
+        # the folder the run will make (pruned runs keep it too); the run's own path at the end
+        trial.set_user_attr("run_dir", str(self.out / "trials" / name))
         started = time.perf_counter()
         self.log(f"trial {trial.number}: {label} {describe(options)}")
         try:
@@ -373,19 +403,25 @@ class Worker:
         trial.set_user_attr("metrics", _finite(metrics))
         trial.set_user_attr("run_dir", str(result.run_dir))
         if not isinstance(value, float) or not math.isfinite(value):
-            raise TuneError(
-                f"the run reports no {key} (--metric {self.config.metric}); pick a metric its "
-                f"evaluation gives: {', '.join(m for m, k in METRICS.items() if k in metrics)}"
+            given = ", ".join(m for m, k in METRICS.items() if k in metrics) or "none"
+            message = (
+                f"the runs report no {key} (--metric {self.config.metric}); pick a metric "
+                f"their evaluation gives: {given}"
             )
+            trial.set_user_attr("error", message)
+            trial.set_user_attr("fatal", True)
+            raise TuneError(message)
         self.log(f"trial {trial.number}: {self.config.metric} {100 * value:.2f}% ({seconds:.0f} s)")
         return value
 
     def _monitor(self, trial: Any) -> Callable[[int, float], None]:
-
         def monitor(epoch: int, value: float) -> None:
             trial.report(value, epoch)
-            if trial.should_prune():
-                reason = f"at epoch {epoch}, curve {100 * value:.2f}% below its objective's median"
+            # at the last epoch the training is paid for: the trial is scored, not pruned
+            if epoch < self.base.train.epochs and trial.should_prune():
+                reason = f"at epoch {epoch}, curve {100 * value:.2f}%"
+                if self.config.pruner == "median":
+                    reason += ", below the median of its objective's trials there"
                 trial.set_user_attr("pruned", reason)
                 raise optuna.TrialPruned(reason)
 
@@ -458,10 +494,10 @@ def fail_stale_trials(study: Any) -> list[int]:
         optuna.storages.fail_stale_trials(study)
         after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         failed += sorted(before - after)
-    host = socket.gethostname()
+    here = process_identity()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = t.user_attrs.get("pid")
-        if t.user_attrs.get("host") != host or not isinstance(pid, int) or _alive(pid):
+        if t.user_attrs.get("process") != here or not isinstance(pid, int) or _alive(pid):
             continue
         try:
             storage.set_trial_user_attr(
@@ -472,6 +508,21 @@ def fail_stale_trials(study: Any) -> list[int]:
             continue
         failed.append(t.number)
     return failed
+
+
+def process_identity() -> str:
+    """Where a worker's process id means something: this machine (host name and boot) and
+    its process namespace. Two workers whose identities are equal see each other's
+    processes, so a trial's worker that is not alive here really is gone."""
+    parts = [socket.gethostname()]
+    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(
+                os.readlink(path) if path.endswith("/pid") else Path(path).read_text().strip()
+            )
+        except OSError:
+            parts.append("?")
+    return "|".join(parts)
 
 
 def _alive(pid: int) -> bool:

@@ -157,7 +157,9 @@ def test_the_pruner_compares_a_trial_with_its_own_objective_only() -> None:
 
     study = optuna.create_study(direction="maximize", pruner=make_pruner("median"))
     choice = {"objective": CategoricalDistribution(["js", "infonce"])}
-    for label, curve in [("js", 0.9), ("js", 0.92), ("infonce", 0.5), ("infonce", 0.6)]:
+    runs = [("js", 0.9), ("js", 0.92), ("js", 0.94), ("infonce", 0.5), ("infonce", 0.6)]
+    runs += [("infonce", 0.55)]
+    for label, curve in runs:
         study.add_trial(
             create_trial(
                 params={"objective": label},
@@ -176,4 +178,28 @@ def test_the_pruner_compares_a_trial_with_its_own_objective_only() -> None:
     study.enqueue_trial({"objective": "js"})
     trial = study.ask(choice)
     trial.report(0.58, 20)
+    assert trial.should_prune()
+
+
+def test_the_median_pruner_waits_for_a_quarter_of_the_epochs() -> None:
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    from fmicl_registry.tuning.study import make_pruner
+
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("median", epochs=100))
+    choice = {"objective": CategoricalDistribution(["js"])}
+    for curve in (0.9, 0.92, 0.94):
+        study.add_trial(
+            create_trial(
+                params={"objective": "js"},
+                distributions=choice,
+                value=curve,
+                intermediate_values={20: curve, 40: curve},
+            )
+        )
+    trial = study.ask(choice)
+    trial.report(0.1, 20)  # far below, but at a fifth of the run: not yet judged
+    assert not trial.should_prune()
+    trial.report(0.1, 40)
     assert trial.should_prune()

@@ -18,7 +18,7 @@ from fmicl_registry.cli import cli
 from fmicl_registry.training.spec import load_spec
 from fmicl_registry.tuning import TuneError
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tune")]
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,7 @@ def test_the_pruner_stops_trials_by_the_curve(tmp_path: Path, monkeypatch: Any) 
 
     # a pruner that stops every trial at its first curve point
     monkeypatch.setattr(
-        study_module, "make_pruner", lambda kind: optuna.pruners.ThresholdPruner(lower=1.01)
+        study_module, "make_pruner", lambda *args: optuna.pruners.ThresholdPruner(lower=1.01)
     )
     fm.tune(overrides=TINY, objectives=["js"], trials=2, out=tmp_path, log=quiet)
     found = trials(sqlite(tmp_path), "digits")
@@ -246,3 +246,49 @@ def test_command_line_errors_exit_2_without_traceback(tmp_path: Path) -> None:
         assert result.exit_code == 2, result.output
         assert message in result.output
         assert "Traceback" not in result.output
+
+
+def test_a_journal_file_holds_a_study_too(tmp_path: Path) -> None:
+    storage = f"journal:{tmp_path / 'study.log'}"
+    fm.tune(
+        overrides=TINY,
+        objectives=["infonce"],
+        trials=1,
+        storage=storage,
+        out=tmp_path,
+        pruner="none",
+        log=quiet,
+    )
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    reopened = JournalStorage(JournalFileBackend(str(tmp_path / "study.log")))
+    (trial,) = trials(reopened, "digits")
+    assert trial.state == TrialState.COMPLETE
+    assert not (tmp_path / "study.db").exists()
+
+
+def test_storage_urls_are_checked_and_passwords_not_shown(tmp_path: Path) -> None:
+    from fmicl_registry.tuning.search import _shown
+    from fmicl_registry.tuning.study import open_storage
+
+    with pytest.raises(TuneError, match="does not exist"):
+        open_storage(f"journal:{tmp_path / 'missing' / 'study.log'}")
+    with pytest.raises(TuneError, match="not a storage URL"):
+        open_storage(str(tmp_path / "study.db"))
+    shown = _shown("postgresql+psycopg://tuner:s3cret@db.example:5432/fmicl")
+    assert "s3cret" not in shown and "db.example" in shown
+
+
+def test_a_metric_the_runs_do_not_report_stops_the_study_at_once(tmp_path: Path) -> None:
+    with pytest.raises(TuneError, match=r"report no sts_spearman.*gives: knn, linear"):
+        fm.tune(
+            overrides=TINY,
+            objectives=["infonce"],
+            trials=3,
+            metric="sts",
+            out=tmp_path,
+            pruner="none",
+            log=quiet,
+        )
+    (trial,) = trials(sqlite(tmp_path), "digits")  # one trial, not three
+    assert trial.state == TrialState.FAIL

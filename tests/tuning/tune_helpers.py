@@ -23,7 +23,7 @@ def quiet(message: str) -> None:
     """A ``log`` that drops the progress lines."""
 
 
-def trials(storage: str, name: str) -> list[Any]:
+def trials(storage: Any, name: str) -> list[Any]:
     """The study's trials as the storage holds them (read with Optuna itself)."""
     import optuna
 
