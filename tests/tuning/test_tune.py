@@ -292,3 +292,17 @@ def test_a_metric_the_runs_do_not_report_stops_the_study_at_once(tmp_path: Path)
         )
     (trial,) = trials(sqlite(tmp_path), "digits")  # one trial, not three
     assert trial.state == TrialState.FAIL
+
+
+def test_a_trial_is_never_pruned_at_its_last_epoch(tmp_path: Path, monkeypatch: Any) -> None:
+    from fmicl_registry.tuning import study as study_module
+
+    # the same always-prune pruner, on one-epoch trials: their only curve point is the last
+    monkeypatch.setattr(
+        study_module, "make_pruner", lambda *args: optuna.pruners.ThresholdPruner(lower=1.01)
+    )
+    fm.tune(
+        overrides=[*TINY, "train.epochs=1"], objectives=["js"], trials=1, out=tmp_path, log=quiet
+    )
+    (trial,) = trials(sqlite(tmp_path), "digits")
+    assert trial.state == TrialState.COMPLETE and list(trial.intermediate_values) == [1]
