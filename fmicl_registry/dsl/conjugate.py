@@ -21,6 +21,7 @@ import mpmath
 import sympy as sp
 import torch
 
+from . import exponents
 from .budget import attempt
 from .evaluate import mp_eval, torch_supported
 from .parse import U
@@ -80,24 +81,39 @@ def _within(expr: sp.Expr, domain: sp.Interval) -> sp.Expr:
 
 
 def closed_form(f: sp.Expr, first: sp.Expr, domain: sp.Interval | None = None) -> Conjugate:
-    """Solve ``f'(u) = t`` and pick the branch through ``(t, u) = (f'(1), 1)``."""
-    roots = attempt(lambda: sp.solve(sp.Eq(first, T), U), 4.0)
+    """Solve ``f'(u) = t`` and pick the branch through ``(t, u) = (f'(1), 1)``.
+
+    sympy solves and simplifies with large-denominator exponents held as symbols
+    (``exponents.abstract``: ``u**(137/100)`` as ``u**(1 + e)``), which it does in
+    milliseconds where the numbers take it seconds; the numbers are put back before any check.
+    """
+    (f_held, first_held), back = exponents.abstract([f, first], exponents.SOLVE_DEGREE)
+    roots = attempt(lambda: sp.solve(sp.Eq(first_held, T), U), 4.0)
     if not roots:
         return Conjugate(None, False, "numeric: sympy found no closed-form solution of f'(u) = t")
     t_at_one = first.subs(U, 1)
     branch = None
     with mpmath.workdps(40):
         for root in roots:
-            value = attempt(functools.partial(mp_eval, root, {T: mp_eval(t_at_one, {})}), 2.0)
+            at = exponents.restore(root, back)
+            value = attempt(functools.partial(mp_eval, at, {T: mp_eval(t_at_one, {})}), 2.0)
             if value is not None and _close(value, mpmath.mpf(1)):
                 branch = root
                 break
     if branch is None:
         return Conjugate(None, False, "numeric: no root of f'(u) = t passes through u = 1")
-    raw = T * branch - f.subs(U, branch)
-    fstar = attempt(lambda: sp.simplify(raw), 4.0) or raw
+    raw_held = T * branch - f_held.subs(U, branch)
+    held = attempt(lambda: sp.simplify(raw_held), 4.0) or raw_held
+    raw, fstar = exponents.restore(raw_held, back), exponents.restore(held, back)
+    if back and exponents.degree([fstar]) <= exponents.MAX_DEGREE:
+        # small exponents (u**(2/3)) sympy simplifies fast with their values, and further
+        # than with symbols ((A**(-4/3))**(1/4) is A**(-1/3) where A > 0)
+        shorter = attempt(lambda: sp.simplify(fstar), 4.0)
+        if shorter is not None and sp.count_ops(shorter) < sp.count_ops(fstar):
+            fstar = shorter
+        held, back = fstar, {}
     if domain is not None:
-        fstar = _within(fstar, domain)
+        fstar = exponents.restore(_within(held, domain), back)
     if not fenchel_young_holds(fstar, f, first):
         if fenchel_young_holds(raw, f, first):
             fstar = raw

@@ -42,7 +42,7 @@ import numpy as np
 import sympy as sp
 import torch
 
-from . import ops
+from . import exponents, ops
 from .budget import attempt
 from .evaluate import HUGE, mp_eval, saturations, torch_supported
 from .functions import expm1, log1p, sigmoid, softplus
@@ -266,7 +266,8 @@ def _power_pair(a: sp.Expr, b: sp.Expr) -> tuple[sp.Expr, sp.Expr, sp.Expr, sp.E
     if ca != -cb or ca == 0:
         return None
     (base_a, q_a), (base_b, q_b) = ra.as_base_exp(), rb.as_base_exp()
-    if q_a != q_b or not q_a.is_number or q_a == 1:
+    # the exponent is a constant: a number, or one held as a symbol (exponents.abstract)
+    if q_a != q_b or q_a == 1 or q_a.free_symbols & (base_a.free_symbols | base_b.free_symbols):
         return None
     if base_a.is_number or base_b.is_number or base_a == base_b:
         return None
@@ -356,8 +357,12 @@ def _constants_in_exponents(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda n: n.is_Mul, rewrite)
 
 
+def _as_derived(expr: sp.Expr) -> sp.Expr:
+    return expr
+
+
 _FORMS: tuple[tuple[str, Callable[[sp.Expr], sp.Expr]], ...] = (
-    ("as derived", lambda e: e),
+    ("as derived", _as_derived),
     ("factored", sp.factor),
     ("logs expanded", lambda e: sp.expand_log(sp.factor(e), force=True)),
     ("partial fractions", lambda e: sp.apart(sp.factor(e))),
@@ -404,15 +409,26 @@ def candidates(term_u: sp.Expr, limit: int = MAX_CANDIDATES) -> list[tuple[str, 
         found.append((name, variant))
 
     later: list[tuple[str, sp.Expr]] = []
-    mirror = term_u.subs(U, 1 / _V)
-    bases = [(term_u, False), (mirror, True), (_bounded(sp.simplify, mirror, 4.0), True)]
-    for base, mirrored in bases:
+    # the rewrites see large-denominator exponents as symbols (see exponents.abstract)
+    # (and "as derived" is the term itself, as written)
+    (held,), back = exponents.abstract([term_u])
+    mirror = held.subs(U, 1 / _V)
+    simpler = _bounded(sp.simplify, mirror, 4.0)
+    bases = [
+        (held, term_u, False),
+        (mirror, term_u.subs(U, 1 / _V), True),
+        (simpler, exponents.restore(simpler, back), True),
+    ]
+    for base, written, mirrored in bases:
         if base is None:
             continue
         var = _V if mirrored else U
         to_log_r = sp.exp(-LOG_R) if mirrored else sp.exp(LOG_R)
         for label, form in _FORMS:
-            shaped = _bounded(form, base)
+            if form is _as_derived:
+                shaped = written
+            else:
+                shaped = exponents.restore(_bounded(form, base), back)
             if shaped is None:
                 continue
             expr = _bounded(functools.partial(_in_log_r, var=var, value=to_log_r), shaped)

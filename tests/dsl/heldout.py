@@ -568,6 +568,22 @@ TABLE: list[Entry] = [
     _valid("hellinger_order_25", "(u**a - 1)/(a - 1)",
            "Sason & Verdu 2016 (IEEE TIT 62), Hellinger divergence of order 5/2",
            hellinger_order(2.5), params={"a": 2.5}),
+    # ---- awkward points of the families a tuner searches continuously (issue 15) ------------
+    # Parameters to 3 significant digits: exponents like 237/100 or 137/200, whose large
+    # denominators made sympy's rewrites and solve slow (Hellinger of order a is the tsallis
+    # spec u**a/(a - 1) normalised). The names are AWKWARD (below).
+    *[_valid(f"hellinger_order_{tag}", "(u**a - 1)/(a - 1)",
+             f"Sason & Verdu 2016, Hellinger divergence of order {a} (= tsallis, a = {a})",
+             hellinger_order(a), params={"a": a})
+      for tag, a in (("237", 2.37), ("117", 1.17), ("391", 3.91), ("105", 1.05))],
+    *[_valid(f"amari_alpha_{tag}", "4/(1 - al**2)*(1 - u**((1 + al)/2))",
+             f"Amari & Nagaoka 2000, alpha-divergence, alpha = {al}", amari_alpha(al),
+             params={"al": al})
+      for tag, al in (("037", 0.37), ("m063", -0.63), ("173", 1.73))],
+    *[_valid(f"cressie_read_{tag}", CRESSIE_READ, f"{CR}, lambda = {lam}", cressie_read(lam),
+             params={"lam": lam})
+      for tag, lam in (("037", 0.37), ("173", 1.73), ("m029", -0.29))],
+    _valid("skew_js_037", SKEW_JS, f"{SKEW}, p = 0.37", skew_js(0.37), params={"p": 0.37}),
     # ---- single generators --------------------------------------------------------------------
     # |u - 1|^3 is C2 (f'' = 6|u - 1|) and convex: a valid generator. Issue 11 allows a rule
     # against abs, stated as such; "not twice differentiable" would be false.
@@ -662,6 +678,16 @@ TABLE: list[Entry] = [
 VALID: list[Entry] = [entry for entry in TABLE if entry.valid]
 REFUSED: list[Entry] = [entry for entry in TABLE if not entry.valid]
 BY_NAME: dict[str, Entry] = {entry.name: entry for entry in TABLE}
+#: The awkward family points (parameters to 3 significant digits), derived cold by
+#: ``test_heldout.test_awkward_family_points_derive_cold`` and ``benchmarks/family_points.py``.
+AWKWARD: list[Entry] = [
+    BY_NAME[name]
+    for name in (
+        "hellinger_order_237", "hellinger_order_117", "hellinger_order_391",
+        "hellinger_order_105", "amari_alpha_037", "amari_alpha_m063", "amari_alpha_173",
+        "cressie_read_037", "cressie_read_173", "cressie_read_m029", "skew_js_037",
+    )
+]  # fmt: skip
 
 
 def refused_by_rule(entry: Entry, message: str) -> bool:
