@@ -88,7 +88,26 @@ def leaderboard(study: Any, config: TuneConfig) -> list[Row]:
     return rows
 
 
-def write_leaderboard(rows: Sequence[Row], config: TuneConfig, folder: Path) -> Path:
+def cost(study: Any) -> str:
+    """What the study's trials cost: ``"60 trials: 21 complete (22 s each), ..."``."""
+    trials = study.get_trials(deepcopy=False)
+    parts = []
+    for state, word in (
+        (TrialState.COMPLETE, "complete"),
+        (TrialState.PRUNED, "pruned"),
+        (TrialState.FAIL, "failed"),
+    ):
+        mine = [t for t in trials if t.state == state]
+        seconds = [t.user_attrs["seconds"] for t in mine if "seconds" in t.user_attrs]
+        each = f" ({statistics.fmean(seconds):.0f} s each)" if seconds else ""
+        if mine:
+            parts.append(f"{len(mine)} {word}{each}")
+    return f"{len(trials)} trials: " + ", ".join(parts or ["none finished"]) + "."
+
+
+def write_leaderboard(
+    rows: Sequence[Row], config: TuneConfig, folder: Path, *, summary: str = ""
+) -> Path:
     """``leaderboard.md`` and ``leaderboard.csv`` in ``folder``; returns the Markdown file."""
     metric = METRICS[config.metric]
     shown = [(k, n) for k, n in _SHOWN if any(_metric(r, k) is not None for r in rows)]
@@ -138,7 +157,8 @@ def write_leaderboard(rows: Sequence[Row], config: TuneConfig, folder: Path) -> 
         if confirmed
         else "fmicl tune --confirm S retrains each on S new seeds and scores it on the test split."
     )
-    (folder / "leaderboard.md").write_text(note + "\n\n" + "\n".join(lines) + "\n")
+    summary = f"\n\n{summary}" if summary else ""
+    (folder / "leaderboard.md").write_text(note + "\n\n" + "\n".join(lines) + summary + "\n")
     return folder / "leaderboard.md"
 
 
@@ -186,8 +206,9 @@ def write_best_specs(
         value = 100 * (row.value or 0.0)
         header = (
             f"# fmicl tune, study {study.study_name!r}: the best {row.objective} trial "
-            f"(trial {row.trial.number}, {config.metric} {value:.2f}%); train it with\n"
-            f"#   fmicl train THIS_FILE\n"
+            f"(trial {row.trial.number}, {config.metric} {value:.2f}% on its validation\n"
+            "# images, a held-out part of the train split). Trained as written here, it is "
+            "scored on\n# the test split; train it with: fmicl train THIS_FILE\n"
         )
         text = header + spec.to_toml()
         (best_dir / f"{row.objective}.toml").write_text(text)
@@ -224,6 +245,9 @@ def confirm(
                     [f"run.seed={seed}", "train.progress=false", "eval.holdout=0.0"]
                 )
             jobs.append((row, name, spec.to_toml()))
+    if not jobs:
+        log("nothing to confirm: no objective has a complete trial yet")
+        return
     out = folder / "confirm"
     out.mkdir(exist_ok=True)
     log(f"confirming: {len(jobs)} runs ({seeds} seeds for each objective's best setting)")

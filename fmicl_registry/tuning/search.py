@@ -10,8 +10,6 @@ from the storage, so no trial runs twice.
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -29,6 +27,8 @@ from .study import (
     Worker,
     open_storage,
     open_study,
+    preflight,
+    shown_url,
     storage_url,
 )
 
@@ -123,6 +123,7 @@ def tune(
         labels = tuple(objectives if objectives is not None else DEFAULT_OBJECTIVES)
         build_spaces(list(labels), base)  # an unknown objective fails before anything is made
         config = TuneConfig(base.to_toml(), labels, metric, pruner)
+        preflight(config)  # the data, the model and the metric, before the study is made
     name = study or (base.run.name if base is not None else None)
     if name is None:
         raise TuneError("to join a study give its name: --study NAME")
@@ -130,33 +131,14 @@ def tune(
     url = storage_url(storage, out)
     sampler_seed = seed if seed is not None else (base.run.seed if base is not None else 0)
     opened, config = open_study(open_storage(url), name, config, seed=sampler_seed)
-    if not opened.get_trials(deepcopy=False):
-        for point in _default_points(config):
-            opened.enqueue_trial(point, skip_if_exists=True)
-    log(f"study {name!r} in {_shown(url)}: {len(config.objectives)} objectives, {trials} trials")
+    if joining:
+        preflight(config)  # the study's spec on this machine: its data, its plugins
+    log(f"study {name!r} in {shown_url(url)}: {len(config.objectives)} objectives, {trials} trials")
     if workers == 1:
         Worker(opened, config, out, trials, log=log, verbose=verbose).run()
     else:
         _run_workers(url, name, out, trials, workers, sampler_seed, verbose)
     return report(opened, config, out, url, confirm=confirm, workers=workers, log=log)
-
-
-def _default_points(config: TuneConfig) -> list[dict[str, Any]]:
-    """Each objective's default setting (the spec's or the factory's), tried first."""
-    spaces = build_spaces(list(config.objectives), config.spec())
-    return [space.default_point() for space in spaces.values()]
-
-
-def _shown(url: str) -> str:
-    """The URL without its password."""
-    from sqlalchemy.engine import make_url
-
-    if url.startswith("journal:"):
-        return url
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1]
 
 
 def report(
@@ -173,12 +155,14 @@ def report(
     rows = results.leaderboard(study, config)
     if confirm:
         results.confirm(study, rows, config, out, seeds=confirm, workers=workers, log=log)
-    board = results.write_leaderboard(rows, config, out)
+    board = results.write_leaderboard(rows, config, out, summary=results.cost(study))
     best = results.write_best_specs(study, rows, config, out)
     written = plots.write_plots(study, config, out)
     log(board.read_text())
     if best is not None:
         log(f"best spec: {best} (fmicl train {best})")
+    if written:
+        log("plots: " + ", ".join(str(p) for p in written))
     return TuneResult(out, study.study_name, url, rows, best, written)
 
 
@@ -201,11 +185,14 @@ def _run_workers(
         for p in procs:
             p.join()
     except KeyboardInterrupt:
+        # the terminal's Ctrl-C reached the workers too (one process group): each marks its
+        # trial failed and stops; the ones that do not within a minute are terminated
+        for p in procs:
+            p.join(timeout=60)
         for p in procs:
             if p.is_alive():
-                os.kill(p.pid or 0, signal.SIGINT)
-        for p in procs:
-            p.join()
+                p.terminate()
+                p.join()
         raise
     bad = [p.exitcode for p in procs if p.exitcode]
     if bad:
@@ -236,3 +223,6 @@ def _worker_main(
     except FmiclError as err:
         print(f"[worker {n}] error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C: Optuna has marked the running trial failed
+        log("interrupted")
+        sys.exit(130)

@@ -101,13 +101,17 @@ class ObjectiveSpace:
         return options
 
     def default_point(self) -> dict[str, Any]:
-        """The trial parameters of the objective's default setting (enqueued first)."""
+        """The trial parameters of the objective's default setting (its first trial's); an
+        option with no default in its range takes the range's middle."""
         point: dict[str, Any] = {OBJECTIVE: self.label}
         if len(self.similarities) > 1:
             point[self.similarity_name] = self.similarities[0]
         for dim in self.dimensions:
             if dim.default is not None and dim.low <= dim.default <= dim.high:
                 point[dim.name] = dim.default
+            else:  # no default, or one outside the range: the range's middle
+                middle = math.sqrt(dim.low * dim.high) if dim.log else (dim.low + dim.high) / 2
+                point[dim.name] = significant(middle)
         return point
 
     def overrides(self, options: Mapping[str, Any]) -> list[str]:

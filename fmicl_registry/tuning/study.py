@@ -33,8 +33,18 @@ from ..errors import FmiclError, SpecError, SpecWarning, TrainingDiverged
 from ..training.spec import Spec, load_spec, spec_from_toml
 from .space import OBJECTIVE, ObjectiveSpace, build_spaces
 
+#: The trial states that count toward ``--trials`` and toward each objective's share.
+COUNTED = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.PRUNED,
+    optuna.trial.TrialState.RUNNING,
+)
+
 #: Where the leaderboard's metric comes from in a run's report.
 METRICS = {"knn": "knn_top1", "linear": "linear_top1", "sts": "sts_spearman"}
+
+#: The curve (``eval.every``) the pruner reads for each metric; its evaluation gives both.
+CURVES = {"knn": "knn_top1", "linear": "knn_top1", "sts": "sts_spearman"}
 
 #: The key of the study's own configuration in its user attributes.
 CONFIG_KEY = "fmicl_tune"
@@ -126,7 +136,17 @@ def open_storage(url: str) -> Any:
         path = Path(url.removeprefix("journal:"))
         if not path.parent.is_dir():
             raise TuneError(f"--storage {url}: the folder {path.parent} does not exist")
-        return JournalStorage(JournalFileBackend(str(path)))
+        if path.is_dir():
+            raise TuneError(f"--storage {url}: {path} is a folder; name a file in it")
+        try:
+            journal = JournalStorage(JournalFileBackend(str(path)))
+            journal.get_all_studies()  # reads the file: a file that is not a journal fails here
+            return journal
+        except (OSError, ValueError) as err:  # unreadable, or not a journal (bad JSON lines)
+            raise TuneError(
+                f"--storage {url}: cannot read it as an Optuna journal file "
+                f"({_first_line(err)}); give a new file or the journal of a study"
+            ) from None
     if "://" not in url:
         raise TuneError(f"--storage {url!r} is not a storage URL; use {forms}")
     kwargs: dict[str, Any] = {}
@@ -142,15 +162,28 @@ def open_storage(url: str) -> Any:
         )
     except (ImportError, ModuleNotFoundError) as err:
         raise TuneError(
-            f"--storage {url}: a database driver is missing ({err}); install it "
-            "(PostgreSQL: pip install 'psycopg[binary]')"
+            f"--storage {shown_url(url)}: the database driver it names is not installed "
+            f"({err}); install it (PostgreSQL: pip install 'psycopg[binary]'; MySQL: pip "
+            "install pymysql)"
         ) from None
     except Exception as err:  # SQLAlchemy's errors: a wrong URL, a server that is down
         raise TuneError(
-            f"--storage {url}: cannot open it ({_first_line(err)}); use {forms}"
+            f"--storage {shown_url(url)}: cannot open it ({_first_line(err)}); use {forms}"
         ) from None
     finally:
         optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be shown: without its password; a SQLite file as its path."""
+    from sqlalchemy.engine import make_url
+
+    if url.startswith(("journal:", "sqlite:")):
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: show the host part only
+        return url.split("@")[-1]
 
 
 def _first_line(err: BaseException) -> str:
@@ -186,8 +219,15 @@ def open_study(
         stored = TuneConfig.from_json(_stored_config(study), f"study {name!r}")
         if config is not None:
             _check_same(name, stored, config)
-    spaces = build_spaces(list(stored.objectives), stored.spec())
-    study.sampler = BalancedSampler(list(spaces), seed=seed)
+    try:
+        spaces = build_spaces(list(stored.objectives), stored.spec())
+    except SpecError as err:
+        raise TuneError(
+            f"study {name!r} tunes objectives {', '.join(stored.objectives)} with its own "
+            f"spec, which this installation cannot build ({err}); install the plugins the "
+            "study's first machine has"
+        ) from None
+    study.sampler = BalancedSampler(spaces, seed=seed)
     study.pruner = make_pruner(stored.pruner, stored.spec().train.epochs)
     return study, stored
 
@@ -212,24 +252,28 @@ def _check_same(name: str, stored: TuneConfig, given: TuneConfig) -> None:
         if a != b:
             raise TuneError(
                 f"study {name!r} tunes {what} {a}, not {b}: rerun with the same settings to "
-                "continue it, leave them out to join it, or give a new --study name"
+                "continue it, leave them out to join it, or give a new --study name (or "
+                "another --out, or delete its storage to start over)"
             )
     if stored.spec().data != given.spec().data:
         raise TuneError(
             f"study {name!r} was started with another spec (or --set): rerun with the same "
             "one to continue it, leave SPEC and --set out to join it with its own, or give "
-            "a new --study name"
+            "a new --study name (or another --out, or delete its storage to start over)"
         )
 
 
 # ------------------------------------------------------------------------ sampler, pruner
 class BalancedSampler(optuna.samplers.BaseSampler):
-    """TPE for every setting, and the objective of each new trial chosen so that every
-    objective gets the same number of trials (the one with fewest so far; ties in
-    ``--objectives`` order): each objective has the same budget for its own settings."""
+    """The objective of each new trial chosen so that every objective gets the same number
+    of trials (the one with fewest so far, failed ones not counted; ties in ``--objectives``
+    order); an objective's first trial takes its default setting (the spec's, or the
+    factory's), the others TPE's draws: each objective has the same budget for its own
+    settings, and the best it finds is at least as good as its default on the same seed."""
 
-    def __init__(self, labels: Sequence[str], seed: int = 0) -> None:
-        self.labels = list(labels)
+    def __init__(self, spaces: Mapping[str, ObjectiveSpace], seed: int = 0) -> None:
+        self.labels = list(spaces)
+        self.defaults = {label: space.default_point() for label, space in spaces.items()}
         self.base = optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=max(10, 2 * len(self.labels)), constant_liar=True
         )
@@ -240,15 +284,23 @@ class BalancedSampler(optuna.samplers.BaseSampler):
     def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
         return {}
 
-    def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
-        if name != OBJECTIVE:
-            return self.base.sample_independent(study, trial, name, dist)
+    def _counts(self, study: Any, trial: Any) -> dict[str, int]:
+        """Trials of each objective that count toward the budget, ``trial`` left out."""
         counts = dict.fromkeys(self.labels, 0)
-        for t in study.get_trials(deepcopy=False):
-            fixed = t.system_attrs.get("fixed_params", {})
-            label = t.params.get(OBJECTIVE, fixed.get(OBJECTIVE))
+        for t in study.get_trials(deepcopy=False, states=COUNTED):
+            label = t.params.get(OBJECTIVE)
             if t.number != trial.number and label in counts:
                 counts[label] += 1
+        return counts
+
+    def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+        if name != OBJECTIVE:
+            label = trial.params.get(OBJECTIVE)
+            default = self.defaults.get(label, {}).get(name)
+            if default is not None and not self._counts(study, trial).get(label):
+                return default
+            return self.base.sample_independent(study, trial, name, dist)
+        counts = self._counts(study, trial)
         # ties broken from the trial's number, so that two workers choosing at the same
         # moment (both seeing the same counts) choose different objectives
         n = len(self.labels)
@@ -326,6 +378,12 @@ class Worker:
         self.base = self.config.spec()
         self.spaces = build_spaces(list(self.config.objectives), self.base)
 
+    def settings(self, trial_number: int, label: str, options: Mapping[str, Any]) -> list[str]:
+        """The ``--set`` lines of a trial (:func:`trial_settings`)."""
+        return trial_settings(
+            self.base, self.spaces[label], self.config.metric, trial_number, options
+        )
+
     def run(self) -> int:
         """Run trials until the budget is reached; returns how many this worker ran."""
         finished: list[Any] = []
@@ -364,15 +422,7 @@ class Worker:
         overrides = space.overrides(options)
         trial.set_user_attr("overrides", overrides)
         name = f"trial-{trial.number:04d}-{label}"
-        settings = [
-            *overrides,
-            f'run.name="{name}"',
-            "train.progress=false",
-            "eval.baselines=false",
-            *validation(self.base, self.config.metric),
-        ]
-        if not self.base.eval.every:
-            settings.append(f"eval.every={max(1, self.base.train.epochs // 5)}")
+        settings = self.settings(trial.number, label, options)
         # the folder the run will make (pruned runs keep it too); the run's own path at the end
         trial.set_user_attr("run_dir", str(self.out / "trials" / name))
         started = time.perf_counter()
@@ -438,6 +488,52 @@ def _train(spec: Spec, out: Path, monitor: Callable[[int, float], None], log: Ca
     return run_spec(spec, out, log=log, monitor=monitor)
 
 
+def trial_settings(
+    base: Spec, space: ObjectiveSpace, metric: str, number: int, options: Mapping[str, Any]
+) -> list[str]:
+    """The ``--set`` lines of trial ``number``: its objective and options, its run's name,
+    quiet, scored on validation data, with a curve for the pruner."""
+    settings = [
+        *space.overrides(options),
+        f'run.name="trial-{number:04d}-{space.label}"',
+        "train.progress=false",
+        "eval.baselines=false",
+        *validation(base, metric),
+    ]
+    if not base.eval.every:
+        settings.append(f"eval.every={max(1, base.train.epochs // 5)}")
+    return settings
+
+
+def preflight(config: TuneConfig) -> None:
+    """Build what the first trial would train (data, model, evaluation) without training
+    it, so that a spec or metric that cannot work fails before any trial: a data set that is
+    not there, a metric its evaluation does not give."""
+    from ..training.build import build
+    from ..training.device import resolve_device
+
+    base = config.spec()
+    spaces = build_spaces(list(config.objectives), base)
+    space = next(iter(spaces.values()))
+    options = space.sample(optuna.trial.FixedTrial(space.default_point()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpecWarning)
+        spec = base.with_overrides(trial_settings(base, space, config.metric, 0, options))
+    parts = build(spec, device=resolve_device(spec.run.device))
+    curve = parts.evaluation.curve
+    if CURVES[config.metric] != curve:
+        given = [m for m, c in CURVES.items() if c == curve]
+        raise TuneError(
+            f"--metric {config.metric} needs {METRICS[config.metric]}, which this spec's "
+            f"evaluation does not give (its curve is {curve}): "
+            + (
+                f"use --metric {' or '.join(given)}"
+                if given
+                else "tuning needs labelled evaluation data (data.eval_name) or STS"
+            )
+        )
+
+
 #: The share of the train split a trial is scored on (``eval.holdout``) when the spec sets none.
 HOLDOUT = 0.2
 
@@ -473,12 +569,8 @@ def _finite(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def counted(study: Any) -> int:
-    """Trials that count toward ``--trials``: finished (complete or pruned) and running (not
-    the default settings enqueued and not yet started)."""
-    from optuna.trial import TrialState
-
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    return len(study.get_trials(deepcopy=False, states=states))
+    """Trials that count toward ``--trials``: finished (complete or pruned) and running."""
+    return len(study.get_trials(deepcopy=False, states=COUNTED))
 
 
 def fail_stale_trials(study: Any) -> list[int]:

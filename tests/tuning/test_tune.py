@@ -80,6 +80,7 @@ def test_leaderboard_is_the_best_trial_of_each_objective(tuned: Any) -> None:
         assert r["complete"] == "2" and r["pruned"] == "0"
     text = (tuned.out / "leaderboard.md").read_text()
     assert "| 1 | " + rows[0]["objective"] in text
+    assert "4 trials: 4 complete (" in text  # what the trials cost
 
 
 def test_best_spec_trains_the_best_trial(tuned: Any) -> None:
@@ -268,30 +269,64 @@ def test_a_journal_file_holds_a_study_too(tmp_path: Path) -> None:
 
 
 def test_storage_urls_are_checked_and_passwords_not_shown(tmp_path: Path) -> None:
-    from fmicl_registry.tuning.search import _shown
-    from fmicl_registry.tuning.study import open_storage
+    from fmicl_registry.tuning.study import open_storage, shown_url
 
     with pytest.raises(TuneError, match="does not exist"):
         open_storage(f"journal:{tmp_path / 'missing' / 'study.log'}")
     with pytest.raises(TuneError, match="not a storage URL"):
         open_storage(str(tmp_path / "study.db"))
-    shown = _shown("postgresql+psycopg://tuner:s3cret@db.example:5432/fmicl")
+    shown = shown_url("postgresql+psycopg://tuner:s3cret@db.example:5432/fmicl")
     assert "s3cret" not in shown and "db.example" in shown
 
 
-def test_a_metric_the_runs_do_not_report_stops_the_study_at_once(tmp_path: Path) -> None:
-    with pytest.raises(TuneError, match=r"report no sts_spearman.*gives: knn, linear"):
-        fm.tune(
-            overrides=TINY,
-            objectives=["infonce"],
-            trials=3,
-            metric="sts",
-            out=tmp_path,
-            pruner="none",
-            log=quiet,
-        )
-    (trial,) = trials(sqlite(tmp_path), "digits")  # one trial, not three
-    assert trial.state == TrialState.FAIL
+def test_a_spec_or_metric_that_cannot_work_fails_before_the_study_is_made(
+    tmp_path: Path,
+) -> None:
+    cases = [
+        ({"metric": "sts"}, r"--metric sts needs sts_spearman.*use --metric knn or linear"),
+        ({"overrides": [*TINY, "data.name=nosuch"]}, "no dataset named 'nosuch'"),
+    ]
+    for given, message in cases:
+        settings: dict[str, Any] = {"overrides": TINY, **given}
+        with pytest.raises(fm.FmiclError, match=message):
+            fm.tune(objectives=["infonce"], trials=3, out=tmp_path, log=quiet, **settings)
+        assert not (tmp_path / "study.db").exists()  # nothing saved: the fixed command starts
+
+
+def test_storage_that_cannot_be_read_is_refused(tmp_path: Path) -> None:
+    from fmicl_registry.tuning.study import open_storage
+
+    (tmp_path / "folder").mkdir()
+    garbage = tmp_path / "garbage.log"
+    garbage.write_text("this is not\na journal\n")  # Optuna skips a bad last line only
+    for url, message in [
+        (f"journal:{tmp_path / 'folder'}", "is a folder"),
+        (f"journal:{garbage}", "cannot read it as an Optuna journal"),
+        ("postgresql+psycopg://tuner:s3cret@127.0.0.1:1/fmicl", "cannot open it"),
+    ]:
+        with pytest.raises(TuneError, match=message) as caught:
+            open_storage(url)
+        assert "s3cret" not in str(caught.value)
+
+
+def test_a_study_whose_objectives_are_not_installed_here_says_so(tmp_path: Path) -> None:
+    from fmicl_registry.tuning.study import CONFIG_KEY
+
+    fm.tune(overrides=TINY, objectives=["infonce"], trials=0, out=tmp_path, log=quiet)
+    study = optuna.load_study(study_name="digits", storage=sqlite(tmp_path))
+    stored = dict(study.user_attrs[CONFIG_KEY])
+    study.set_user_attr(CONFIG_KEY, {**stored, "objectives": ["a_plugin_objective"]})
+    with pytest.raises(TuneError, match=r"cannot build.*install the plugins"):
+        fm.tune(storage=sqlite(tmp_path), study="digits", trials=1, out=tmp_path, log=quiet)
+
+
+def test_confirm_with_nothing_complete_says_so(tmp_path: Path) -> None:
+    lines: list[str] = []
+    fm.tune(
+        overrides=TINY, objectives=["infonce"], trials=0, confirm=2, out=tmp_path, log=lines.append
+    )
+    assert "nothing to confirm: no objective has a complete trial yet" in lines
+    assert not (tmp_path / "confirm").exists()
 
 
 def test_a_trial_is_never_pruned_at_its_last_epoch(tmp_path: Path, monkeypatch: Any) -> None:
