@@ -21,25 +21,13 @@ Run: ``.venv/bin/python benchmarks/family_points.py`` (about a minute on 2 cores
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_table() -> ModuleType:
-    path = ROOT / "tests" / "dsl" / "heldout.py"
-    spec = importlib.util.spec_from_file_location("heldout_table", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while building
-    spec.loader.exec_module(module)
-    return module
 
 
 def define_cold(define: Any) -> tuple[Any, float, float, str]:
@@ -81,6 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["FMICL_CACHE_DIR"] = "off"  # cold definitions, nothing kept on disk
     import torch
+    from heldout import load_table  # benchmarks/heldout.py, beside this script
 
     import fmicl_registry as fm
 

@@ -516,11 +516,14 @@ def preflight(config: TuneConfig) -> None:
     spaces = build_spaces(list(config.objectives), base)
     space = next(iter(spaces.values()))
     options = space.sample(optuna.trial.FixedTrial(space.default_point()))
+    settings = trial_settings(base, space, config.metric, 0, options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SpecWarning)
-        spec = base.with_overrides(trial_settings(base, space, config.metric, 0, options))
-    parts = build(spec, device=resolve_device(spec.run.device))
-    curve = parts.evaluation.curve
+        spec = base.with_overrides(settings)
+        plain = spec.with_overrides([f"eval.holdout={base.eval.holdout}"])  # the spec's own
+    device = resolve_device(spec.run.device)
+    # first as the spec evaluates (what its evaluation gives), then as a trial does
+    curve = build(plain, device=device).evaluation.curve
     if CURVES[config.metric] != curve:
         given = [m for m, c in CURVES.items() if c == curve]
         raise TuneError(
@@ -532,6 +535,8 @@ def preflight(config: TuneConfig) -> None:
                 else "tuning needs labelled evaluation data (data.eval_name) or STS"
             )
         )
+    if spec.eval.holdout != plain.eval.holdout:
+        build(spec, device=device)  # the held-out split (enough images on each side)
 
 
 #: The share of the train split a trial is scored on (``eval.holdout``) when the spec sets none.

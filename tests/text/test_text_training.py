@@ -176,3 +176,29 @@ def test_an_image_run_refuses_a_text_evaluation_set(tmp_path: Path) -> None:
     settings = ["data.eval_name=stsb", f'data.eval_root="{tmp_path / "stsbenchmark"}"']
     with pytest.raises(SpecError, match=r"'digits' is an image data set.*'stsb', which is text"):
         train(load_spec(None, settings), tmp_path, log=_quiet)
+
+
+def test_tune_searches_a_text_spec_by_sts_on_the_dev_split(tmp_path: Path) -> None:
+    settings = [*_data(tmp_path), "train.max_steps=1", "data.eval_split=dev"]
+    write_stsbenchmark(tmp_path / "data", splits=("dev", "test"))
+    with pytest.raises(fm.FmiclError, match=r"--metric knn needs knn_top1.*use --metric sts"):
+        fm.tune(
+            str(SPEC), overrides=settings, objectives=["kl"], trials=1, out=tmp_path, log=_quiet
+        )
+    result = fm.tune(
+        str(SPEC),
+        overrides=settings,
+        objectives=["kl", "infonce"],
+        trials=2,
+        metric="sts",
+        pruner="none",
+        out=tmp_path,
+        log=_quiet,
+    )
+    assert sorted(row.objective for row in result.rows) == ["infonce", "kl"]
+    for row in result.rows:
+        assert row.trial is not None
+        run = Path(row.trial.user_attrs["run_dir"])
+        report = json.loads((run / "report.json").read_text())
+        assert row.trial.value == report["metrics"]["sts_spearman"]
+        assert load_spec(run / "spec.toml").dataset.eval_split == "dev"  # never the test split

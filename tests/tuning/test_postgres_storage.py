@@ -19,20 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tune_helpers
 
 #: A tiny digits run (two epochs of a width-4 CNN): a few seconds a trial on CPU.
-TINY = [
-    "train.epochs=2",
-    "train.batch_size=128",
-    "train.warmup_epochs=0.0",
-    "train.log_every=5",
-    "backbone.width=4",
-    "backbone.output_dim=16",
-    "architecture.out_dim=16",
-    "eval.linear_epochs=1",
-    "eval.knn_k=20",
-    "eval.every=1",
-]
+TINY = [*tune_helpers.TINY, "train.epochs=2", "eval.linear_epochs=1"]
 OBJECTIVES = ("js", "infonce")
 TRIALS = 4
 WORKERS = 2
