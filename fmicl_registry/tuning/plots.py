@@ -47,6 +47,13 @@ def write_plots(study: Any, config: TuneConfig, folder: Path) -> list[Path]:
     return written
 
 
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
 def _history(trials: list[FrozenTrial], config: TuneConfig, folder: Path) -> Path | None:
     points = [(t, v) for t in trials if (v := _value(t)) is not None]
     if not points:
@@ -86,11 +93,7 @@ def _history(trials: list[FrozenTrial], config: TuneConfig, folder: Path) -> Pat
     )
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    path = folder / "history.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, folder / "history.png")
 
 
 def _importances(trials: list[FrozenTrial], config: TuneConfig, folder: Path) -> Path | None:
@@ -123,11 +126,7 @@ def _importances(trials: list[FrozenTrial], config: TuneConfig, folder: Path) ->
         ax.barh(names, [scores[n] for n in names], color="tab:blue")
         ax.set(title=label, xlim=(0, 1), xlabel="importance (fANOVA)")
     fig.suptitle("what each setting explains of the metric, per objective")
-    fig.tight_layout()
-    path = folder / "importances.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, folder / "importances.png")
 
 
 def _against_settings(trials: list[FrozenTrial], config: TuneConfig, folder: Path) -> Path | None:
@@ -165,8 +164,4 @@ def _against_settings(trials: list[FrozenTrial], config: TuneConfig, folder: Pat
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     fig.suptitle("the metric against each setting (complete trials)")
-    fig.tight_layout()
-    path = folder / "alpha_gamma.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, folder / "alpha_gamma.png")
