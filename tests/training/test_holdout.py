@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from training_helpers import TINY
@@ -52,7 +50,7 @@ def test_holdout_that_leaves_nothing_is_refused() -> None:
         _parts("eval.holdout=0.0001")
 
 
-def test_the_report_says_where_it_scored(tmp_path: Path) -> None:
+def test_the_report_says_where_it_scored() -> None:
     assert _evaluated_on({"name": "digits"}, {"holdout": 0.2}) == (
         ", evaluated on a held-out 20% of `digits` (train split; eval.holdout), not its test split."
     )
