@@ -245,6 +245,8 @@ def register_similarities(register: RegisterComponent) -> None:
 def register_objectives(register: RegisterComponent) -> None:
     """Register objectives: ``factory(**options)`` returns a ``torch.nn.Module`` whose
     ``forward(z1, z2)`` takes the two views' projections ``(N, D)`` and returns a scalar loss.
+    An objective may also declare the options ``fmicl tune`` searches, with their ranges:
+    ``register(..., search_space={"temperature": {"range": [0.02, 1.0], "log": True}})``.
 
     Example::
 
@@ -260,9 +262,6 @@ def register_objectives(register: RegisterComponent) -> None:
         @fm.hookimpl
         def register_objectives(register):
             register(name="alignment", factory=Alignment, description="alignment only")
-
-    An objective may also declare the options ``fmicl tune`` searches, with their ranges:
-    ``register(..., search_space={"temperature": {"range": [0.02, 1.0], "log": True}})``.
     """
 
 

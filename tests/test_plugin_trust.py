@@ -32,6 +32,10 @@ from fmicl_registry.components import clear
 STRICT = " (FMICL_STRICT_PLUGINS is set, so this is an error; unset it to skip with a warning)"
 HINT = " (set FMICL_STRICT_PLUGINS=1 to make this an error)"
 COMPONENT_FORM = "takes register(name=<str>, factory=<callable>, description=<str>)"
+#: What register_objectives takes: an objective may also declare its tuned options.
+OBJECTIVE_FORM = (
+    "takes register(name=<str>, factory=<callable>, description=<str>, search_space=<dict>)"
+)
 
 GOOD = """
 import fmicl_registry as fm
@@ -459,13 +463,13 @@ def test_each_bad_register_call_is_one_warning_naming_plugin_and_component(
     message = f"fmicl plugin 'wrong': {what} was skipped: {problem}; register_objectives "
     with pytest.warns(plugins.PluginWarning) as caught:
         names = fm.registry().names("objectives")
-    assert [str(w.message) for w in caught] == [f"{message}{COMPONENT_FORM}{HINT}"]
+    assert [str(w.message) for w in caught] == [f"{message}{OBJECTIVE_FORM}{HINT}"]
     assert "fine" in names and "x" not in names and "infonce" in names
     clear()
     monkeypatch.setenv("FMICL_STRICT_PLUGINS", "1")
     with pytest.raises(plugins.PluginError) as info:
         fm.registry().names("objectives")
-    assert str(info.value) == f"{message}{COMPONENT_FORM}{STRICT}"
+    assert str(info.value) == f"{message}{OBJECTIVE_FORM}{STRICT}"
 
 
 def test_a_duplicate_between_two_plugins_keeps_the_first(pm: Any) -> None:
