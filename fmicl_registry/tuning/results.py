@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..errors import SpecWarning
 from ..training.spec import Spec
 from .space import OBJECTIVE
-from .study import METRICS, TuneConfig
+from .study import METRICS, TuneConfig, cpus
 
 #: The columns of the leaderboard beyond the metric itself.
 _SHOWN = (("knn_top1", "kNN top-1"), ("linear_top1", "linear top-1"), ("sts_spearman", "STS"))
@@ -253,7 +253,7 @@ def confirm(
     log(f"confirming: {len(jobs)} runs ({seeds} seeds for each objective's best setting)")
     results: list[dict[str, float]]
     if workers > 1 and len(jobs) > 1:
-        threads = max(1, (_cpus() // workers))
+        threads = max(1, cpus() // workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             results = list(pool.map(_confirm_run, [(str(out), n, t, threads) for _, n, t in jobs]))
     else:
@@ -266,12 +266,6 @@ def confirm(
         for key, _ in _SHOWN:
             if key in metrics:
                 row.confirmed.setdefault(key, []).append(metrics[key])
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _confirm_run(job: tuple[str, str, str, int]) -> dict[str, float]:
@@ -305,7 +299,3 @@ def _confirm_run(job: tuple[str, str, str, int]) -> dict[str, float]:
     }
     kept.write_text(json.dumps({"spec": text, "metrics": metrics, "run_dir": str(result.run_dir)}))
     return metrics
-
-
-def completed(study: Any) -> list[FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]

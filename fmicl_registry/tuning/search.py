@@ -25,6 +25,7 @@ from .study import (
     TuneConfig,
     TuneError,
     Worker,
+    cpus,
     open_storage,
     open_study,
     preflight,
@@ -111,9 +112,10 @@ def tune(
     config = None
     base: Spec | None = None
     if not joining:
-        base = spec if isinstance(spec, Spec) else load_spec(spec, list(overrides))
-        if isinstance(spec, Spec) and overrides:
+        if isinstance(spec, Spec):
             base = spec.with_overrides(list(overrides))
+        else:
+            base = load_spec(spec, list(overrides))
         metric = metric or "knn"
         if metric not in METRICS:
             raise TuneError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
@@ -171,7 +173,7 @@ def _run_workers(
 ) -> None:
     """``workers`` processes on the study; each takes the next trial from the storage."""
     context = get_context("spawn")
-    threads = max(1, (results._cpus() // workers))
+    threads = max(1, cpus() // workers)
     procs = [
         context.Process(
             target=_worker_main,

@@ -15,13 +15,13 @@ marks it failed (its heartbeat stopped, or, on the same machine, its process is 
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 import os
 import socket
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import optuna
 
 from .. import __version__
 from ..errors import FmiclError, SpecError, SpecWarning, TrainingDiverged
-from ..training.spec import Spec, load_spec, spec_from_toml
+from ..training.spec import Spec, spec_from_toml
 from .space import OBJECTIVE, ObjectiveSpace, build_spaces
 
 #: The trial states that count toward ``--trials`` and toward each objective's share.
@@ -74,13 +74,7 @@ class TuneConfig:
     version: str = __version__
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "spec_toml": self.spec_toml,
-            "objectives": list(self.objectives),
-            "metric": self.metric,
-            "pruner": self.pruner,
-            "version": self.version,
-        }
+        return {**dataclasses.asdict(self), "objectives": list(self.objectives)}
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> TuneConfig:
@@ -353,9 +347,6 @@ class _SameObjective:
         trials = self._study.get_trials(deepcopy=deepcopy, states=states)
         return [t for t in trials if t.params.get(OBJECTIVE) == self._label]
 
-    def _get_trials(self, deepcopy: bool = True, states: Any = None, **kwargs: Any) -> list:
-        return self.get_trials(deepcopy=deepcopy, states=states)
-
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
 
@@ -377,12 +368,6 @@ class Worker:
     def __post_init__(self) -> None:
         self.base = self.config.spec()
         self.spaces = build_spaces(list(self.config.objectives), self.base)
-
-    def settings(self, trial_number: int, label: str, options: Mapping[str, Any]) -> list[str]:
-        """The ``--set`` lines of a trial (:func:`trial_settings`)."""
-        return trial_settings(
-            self.base, self.spaces[label], self.config.metric, trial_number, options
-        )
 
     def run(self) -> int:
         """Run trials until the budget is reached; returns how many this worker ran."""
@@ -422,7 +407,7 @@ class Worker:
         overrides = space.overrides(options)
         trial.set_user_attr("overrides", overrides)
         name = f"trial-{trial.number:04d}-{label}"
-        settings = self.settings(trial.number, label, options)
+        settings = trial_settings(self.base, space, self.config.metric, trial.number, options)
         # the folder the run will make (pruned runs keep it too); the run's own path at the end
         trial.set_user_attr("run_dir", str(self.out / "trials" / name))
         started = time.perf_counter()
@@ -578,21 +563,14 @@ def counted(study: Any) -> int:
     return len(study.get_trials(deepcopy=False, states=COUNTED))
 
 
-def fail_stale_trials(study: Any) -> list[int]:
+def fail_stale_trials(study: Any) -> None:
     """Mark failed the running trials whose worker is gone: its heartbeat stopped (RDB
-    storages), or it ran on this machine and its process no longer exists (any storage).
-    Returns their numbers."""
-    from optuna.trial import TrialState
-
-    failed: list[int] = []
+    storages), or it ran on this machine and its process no longer exists (any storage)."""
     storage = study._storage
     if isinstance(storage, optuna.storages.RDBStorage):
-        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         optuna.storages.fail_stale_trials(study)
-        after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        failed += sorted(before - after)
     here = process_identity()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         pid = t.user_attrs.get("pid")
         if t.user_attrs.get("process") != here or not isinstance(pid, int) or _alive(pid):
             continue
@@ -600,26 +578,37 @@ def fail_stale_trials(study: Any) -> list[int]:
             storage.set_trial_user_attr(
                 t._trial_id, "error", f"its worker (process {pid}) stopped mid-trial"
             )
-            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL)
         except Exception:  # another worker marked it first
             continue
-        failed.append(t.number)
-    return failed
 
 
 def process_identity() -> str:
     """Where a worker's process id means something: this machine (host name and boot) and
     its process namespace. Two workers whose identities are equal see each other's
     processes, so a trial's worker that is not alive here really is gone."""
-    parts = [socket.gethostname()]
-    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
-        try:
-            parts.append(
-                os.readlink(path) if path.endswith("/pid") else Path(path).read_text().strip()
-            )
-        except OSError:
-            parts.append("?")
-    return "|".join(parts)
+    return "|".join(
+        [socket.gethostname(), _read("/proc/sys/kernel/random/boot_id"), _pid_namespace()]
+    )
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "?"
+
+
+def cpus() -> int:
+    """The cores this process may run on (what --workers share)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _alive(pid: int) -> bool:
@@ -632,12 +621,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def load_base_spec(path: str | Path | None, overrides: Sequence[str]) -> Spec:
-    """The spec the study tunes (``SPEC`` with ``--set``)."""
-    return load_spec(path, list(overrides))
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
