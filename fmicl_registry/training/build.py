@@ -244,7 +244,7 @@ def _build_images(
             "data.eval_name)"
         )
     labelled = _labelled(test_set)
-    train_set = bank if bank is not None else None
+    train_set = bank
     if train_set is None and labelled:
         train_set = _eval_set(spec, options, "train", **side)
     if train_set is not None and not _labelled(train_set):
