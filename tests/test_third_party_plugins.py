@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -44,11 +45,16 @@ def _package(folder: Path, name: str, module: str, code: str) -> Path:
 
 
 def _install(source: Path, target: Path) -> Path:
-    subprocess.run(
+    # built from a copy: setuptools writes build/ and *.egg-info into the tree it builds, and
+    # two pytest-xdist workers building the shared example at once collide there
+    copy = target.with_name(target.name + "-src")
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "--target", str(target), str(source)],
-        check=True, capture_output=True, text=True, timeout=300,
+         "--disable-pip-version-check", "--target", str(target), str(copy)],
+        capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+    assert done.returncode == 0, done.stderr
     return target
 
 
